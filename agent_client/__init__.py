@@ -1,0 +1,1 @@
+"""The home agent's desktop softphone."""

@@ -1,0 +1,1 @@
+"""Media engine: RTP, codecs, jitter buffer, DTMF, mixing (no dependency on softswitch)."""

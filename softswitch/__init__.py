@@ -1,0 +1,1 @@
+"""Softswitch: an asyncio SIP registrar and B2BUA for call centers."""

@@ -1,0 +1,411 @@
+"""SIP requests and responses: parsing (lenient, RFC 3261 §7 and §25) and serialization (strict).
+
+``parse_message`` accepts what §25 allows (compact names, folding, LWS, case-insensitive names,
+comma lists) and rejects what it does not with a ``MalformedMessage`` whose reason phrase says
+what was wrong. For a request, the error keeps the header rows it could read so the receiver can
+still answer 400 (§8.2.6.2); a malformed response is dropped (§18.1.2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
+from softswitch.sip.headers import CSeq, Headers, NameAddr, Via, canonical_name, split_commas
+from softswitch.sip.uri import AbsoluteUri, SipUri, Uri, parse_uri
+
+__all__ = [
+    "REASONS",
+    "MalformedMessage",
+    "Message",
+    "Request",
+    "Response",
+    "make_response",
+    "parse_message",
+]
+
+REASONS: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}  # fmt: skip
+
+_METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_STATUS_RE = re.compile(r"SIP/(\d+)\.(\d+) ([1-6]\d\d) ([^\r\n]*)")
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_LINE_RE = re.compile(r"\r?\n")
+_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+# Fields that may appear at most once (§20, and RFC 4475 §3.3.8 / §3.3.9).
+_SINGLE = ("to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type")
+_REQUIRED_REQUEST = ("To", "From", "Call-ID", "CSeq", "Via")
+_REQUIRED_RESPONSE = ("To", "From", "Call-ID", "CSeq", "Via")
+
+
+class MalformedMessage(RemoteProtocolError):
+    """A message that does not follow the grammar.
+
+    ``is_request`` tells whether the start line looked like a request; ``headers`` holds the
+    rows read before the fault, so that a 400 can still be built (``make_error_response``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        is_request: bool = False,
+        headers: Headers | None = None,
+    ) -> None:
+        super().__init__(message, status)
+        self.is_request = is_request
+        self.headers = headers if headers is not None else Headers()
+
+    def error_response(self) -> Response | None:
+        """The response to send for a malformed request, or None when none can be built."""
+        if not self.is_request:
+            return None
+        h = self.headers
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            if not h.rows(name):
+                return None
+        out = Headers()
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for row in h.rows(name):
+                out.add(name, row)
+        reason = _safe_reason(self.message)
+        return Response(self.status, reason, out)
+
+
+def _safe_reason(text: str) -> str:
+    """A reason phrase is one line of printable text (§25.1 Reason-Phrase)."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    return cleaned[:120] or "Bad Request"
+
+
+class Message:
+    """Fields and accessors shared by requests and responses."""
+
+    __slots__ = ("body", "headers")
+
+    headers: Headers
+    body: bytes
+
+    # -- typed accessors (each parses on access; values are validated once in parse) --------
+
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if value is None:
+            raise LocalProtocolError("message has no Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise LocalProtocolError("message has no CSeq")
+        return CSeq.parse(value)
+
+    @property
+    def from_(self) -> NameAddr:
+        value = self.headers.get("From")
+        if value is None:
+            raise LocalProtocolError("message has no From")
+        return NameAddr.parse(value)
+
+    @property
+    def to(self) -> NameAddr:
+        value = self.headers.get("To")
+        if value is None:
+            raise LocalProtocolError("message has no To")
+        return NameAddr.parse(value)
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        rows = self.headers.rows("Via")
+        if not rows:
+            raise LocalProtocolError("message has no Via")
+        return Via.parse(split_commas(rows[0])[0])
+
+    def contacts(self) -> list[NameAddr]:
+        """The Contact values; ``*`` is reported by ``is_star_contact`` instead."""
+        return [NameAddr.parse(v) for v in self.headers.get_all("Contact") if v != "*"]
+
+    @property
+    def is_star_contact(self) -> bool:
+        return [v.strip() for v in self.headers.get_all("Contact")] == ["*"]
+
+    def record_route(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Record-Route")]
+
+    def routes(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Route")]
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.headers.get("Content-Type")
+        return value.split(";")[0].strip().lower() if value else None
+
+    @property
+    def expires(self) -> int | None:
+        value = self.headers.get("Expires")
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or len(value) > 10:
+            raise RemoteProtocolError(f"bad Expires {value!r}")
+        return int(value)
+
+    def _serialize(self, start_line: str) -> bytes:
+        parts = [start_line, "\r\n"]
+        for name, value in self.headers:
+            if name == "Content-Length":
+                continue
+            parts.append(name)
+            parts.append(": ")
+            parts.append(value)
+            parts.append("\r\n")
+        parts.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "".join(parts).encode("utf-8", "surrogateescape") + self.body
+
+
+class Request(Message):
+    """A SIP request (RFC 3261 §7.1)."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(
+        self, method: str, uri: Uri, headers: Headers | None = None, body: bytes = b""
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        return int(value) if value is not None else None
+
+    def __bytes__(self) -> bytes:
+        return self._serialize(f"{self.method} {self.uri} SIP/2.0")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    """A SIP response (RFC 3261 §7.2)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:
+        if not 100 <= status <= 699:
+            raise LocalProtocolError(f"status {status} out of range")
+        self.status = status
+        self.reason = reason if reason is not None else REASONS.get(status, "Unknown")
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+
+    def __bytes__(self) -> bytes:
+        return self._serialize(f"SIP/2.0 {self.status} {self.reason}")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def make_response(
+    request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
+) -> Response:
+    """Build a response to ``request`` as a UAS does (RFC 3261 §8.2.6.2).
+
+    Via rows, From, Call-ID and CSeq are copied; To is copied and gets ``to_tag`` when it has
+    no tag yet (never for 100, §8.2.6.2); 100 Trying copies Timestamp (§8.2.6.1).
+    """
+    h = request.headers
+    out = Headers()
+    for row in h.rows("Via"):
+        out.add("Via", row)
+    to_row = h.get("To") or ""
+    if to_tag is not None and status > 100 and ";tag=" not in to_row.replace(" ", "").lower():
+        to_row = f"{to_row};tag={to_tag}"
+    out.add("From", h.get("From") or "")
+    out.add("To", to_row)
+    out.add("Call-ID", h.get("Call-ID") or "")
+    out.add("CSeq", h.get("CSeq") or "")
+    if status == 100 and (ts := h.get("Timestamp")) is not None:
+        out.add("Timestamp", ts)
+    return Response(status, reason, out)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied while parsing (a peer cannot make us hold unbounded state)."""
+
+    max_size: int = 65535
+    max_headers: int = 128
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
+    """Parse one complete message from a datagram or a framed stream chunk.
+
+    Raises ``MalformedMessage`` with the status a request deserves (400, 505, 513).
+    """
+    if len(data) > limits.max_size:
+        raise MalformedMessage(f"message larger than {limits.max_size} bytes", 513)
+    start = 0
+    while data.startswith(b"\r\n", start):  # §7.5: ignore CRLFs before the start line
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        head_bytes, body = data[start:end], data[end + 4 :]
+    else:
+        end = data.find(b"\n\n", start)
+        if end >= 0:
+            head_bytes, body = data[start:end], data[end + 2 :]
+        else:
+            head_bytes, body = data[start:].rstrip(b"\r\n"), b""
+    try:
+        head = head_bytes.decode("utf-8", "surrogateescape")
+    except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes every byte
+        raise MalformedMessage("undecodable header") from None
+    if "\n " in head or "\n\t" in head:
+        head = _FOLD_RE.sub(" ", head)
+    lines = _LINE_RE.split(head)
+    start_line = lines[0]
+    is_request = not start_line.startswith("SIP/")
+    if len(lines) - 1 > limits.max_headers:
+        raise MalformedMessage(f"more than {limits.max_headers} header fields", 400,
+                               is_request=is_request)  # fmt: skip
+    headers = Headers()
+    items = headers._items
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        name = name.rstrip()
+        if not colon or not _NAME_RE.fullmatch(name):
+            raise MalformedMessage(
+                f"malformed header line {line[:40]!r}", is_request=is_request, headers=headers
+            )
+        items.append((canonical_name(name), value.strip()))
+    if is_request:
+        return _finish_request(start_line, headers, body)
+    return _finish_response(start_line, headers, body)
+
+
+def _check_common(headers: Headers, body: bytes, is_request: bool) -> bytes:
+    required = _REQUIRED_REQUEST if is_request else _REQUIRED_RESPONSE
+
+    def fail(message: str, status: int = 400) -> MalformedMessage:
+        return MalformedMessage(message, status, is_request=is_request, headers=headers)
+
+    counts: dict[str, int] = {}
+    for name, _ in headers:
+        key = name.lower()
+        counts[key] = counts.get(key, 0) + 1
+    for name in required:
+        if not counts.get(name.lower()):
+            raise fail(f"missing {name} header")
+    for key in _SINGLE:
+        if counts.get(key, 0) > 1:
+            raise fail(f"more than one {canonical_name(key)} header")
+    try:
+        for via in headers.get_all("Via"):
+            Via.parse(via)
+        CSeq.parse(headers.get("CSeq") or "")
+        for key in ("To", "From"):
+            value = headers.get(key) or ""
+            if len(split_commas(value)) != 1:
+                raise fail(f"more than one value in {key}")
+            NameAddr.parse(value)
+        if not (headers.get("Call-ID") or "").strip():
+            raise fail("empty Call-ID")
+    except MalformedMessage:
+        raise
+    except RemoteProtocolError as exc:
+        raise fail(exc.message, exc.status) from None
+    length_text = headers.get("Content-Length")
+    if length_text is not None:
+        if not length_text.isdigit() or len(length_text) > 9:
+            raise fail(f"bad Content-Length {length_text!r}")
+        length = int(length_text)
+        if length > len(body):
+            raise fail(f"Content-Length {length} larger than the body ({len(body)} bytes)")
+        body = body[:length]  # §18.3: bytes past Content-Length are discarded
+    expires = headers.get("Expires")
+    if expires is not None and (not expires.isdigit() or len(expires) > 10 or
+                                int(expires) >= 2**32):  # fmt: skip
+        raise fail(f"bad Expires {expires!r}")
+    return body
+
+
+def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
+    parts = start_line.split(" ")
+
+    def fail(message: str, status: int = 400) -> MalformedMessage:
+        return MalformedMessage(message, status, is_request=True, headers=headers)
+
+    if len(parts) != 3 or not all(parts):
+        raise fail("malformed Request-Line")
+    method, uri_text, version = parts
+    if not _METHOD_RE.fullmatch(method):
+        raise fail(f"bad method {method[:20]!r}")
+    if version.upper() != "SIP/2.0":
+        if re.fullmatch(r"SIP/\d+\.\d+", version, re.I):
+            raise fail(f"version {version} not supported", 505)
+        raise fail(f"bad SIP version {version[:20]!r}")
+    try:
+        uri = parse_uri(uri_text)
+    except RemoteProtocolError as exc:
+        raise fail(f"bad Request-URI: {exc.message}") from None
+    if isinstance(uri, SipUri) and uri.headers:
+        raise fail("Request-URI must not carry headers")  # §19.1.5 / RFC 4475 §3.1.2.11
+    body = _check_common(headers, body, True)
+    cseq = CSeq.parse(headers.get("CSeq") or "")
+    if cseq.method != method:
+        raise fail(f"CSeq method {cseq.method} does not match {method}")
+    mf = headers.get("Max-Forwards")
+    if mf is not None and (not mf.isdigit() or int(mf) > 255):
+        raise fail(f"bad Max-Forwards {mf!r}")
+    return Request(method, uri, headers, body)
+
+
+def _finish_response(start_line: str, headers: Headers, body: bytes) -> Response:
+    m = _STATUS_RE.fullmatch(start_line)
+    if m is None:
+        raise MalformedMessage("malformed Status-Line", headers=headers)
+    if (m.group(1), m.group(2)) != ("2", "0"):
+        raise MalformedMessage("version not supported", 505, headers=headers)
+    body = _check_common(headers, body, False)
+    return Response(int(m.group(3)), m.group(4), headers, body)
+
+
+def is_unsupported_scheme(uri: Uri) -> bool:
+    """True for a Request-URI scheme this element cannot serve (answer 416, §8.2.2.1)."""
+    return isinstance(uri, AbsoluteUri)
