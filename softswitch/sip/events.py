@@ -39,6 +39,15 @@ class Address:
     def reliable(self) -> bool:
         return self.transport != "udp"
 
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse ``udp:192.0.2.1:5060`` or ``tcp:[2001:db8::1]:5060`` (what ``str`` writes)."""
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
+            raise ValueError(f"not a transport address: {text!r}")
+        return cls(transport, host.strip("[]"), int(port))
+
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}:{host}:{self.port}"

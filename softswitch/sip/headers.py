@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from softswitch.sip.errors import RemoteProtocolError
-from softswitch.sip.uri import SipUri, Uri, parse_uri, split_params
+from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 __all__ = [
     "CSeq",
@@ -46,17 +46,63 @@ COMPACT: dict[str, str] = {
 }
 
 _KNOWN = [
-    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
-    "Max-Forwards", "Min-Expires", "MIME-Version", "Organization", "Path", "P-Asserted-Identity",
-    "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Reason",
-    "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
-    "RSeq", "RAck", "Server", "Session-Expires", "Min-SE", "Subject", "Subscription-State",
-    "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "In-Reply-To",
+    "Max-Forwards",
+    "Min-Expires",
+    "MIME-Version",
+    "Organization",
+    "Path",
+    "P-Asserted-Identity",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reply-To",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "RAck",
+    "Server",
+    "Session-Expires",
+    "Min-SE",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
     "WWW-Authenticate",
-]  # fmt: skip
+]
 _CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
 _CANONICAL.update({k: v for k, v in COMPACT.items()})
 
@@ -65,14 +111,34 @@ _CANONICAL.update({k: v for k, v in COMPACT.items()})
 LIST_HEADERS = frozenset(
     name.lower()
     for name in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-        "Call-Info", "Contact", "Content-Encoding", "Content-Language", "Error-Info",
-        "In-Reply-To", "Path", "Proxy-Require", "Record-Route", "Require", "Route",
-        "Supported", "Unsupported", "Via", "Warning", "Reason", "P-Asserted-Identity",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Call-Info",
+        "Contact",
+        "Content-Encoding",
+        "Content-Language",
+        "Error-Info",
+        "In-Reply-To",
+        "Path",
+        "Proxy-Require",
+        "Record-Route",
+        "Require",
+        "Route",
+        "Supported",
+        "Unsupported",
+        "Via",
+        "Warning",
+        "Reason",
+        "P-Asserted-Identity",
     )
-)  # fmt: skip
+)
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_DIGITS_RE = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and '٣'
 
 
 def canonical_name(name: str) -> str:
@@ -393,7 +459,11 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.fullmatch(parts[1]):
+        if (
+            len(parts) != 2
+            or not _DIGITS_RE.fullmatch(parts[0])
+            or not _TOKEN_RE.fullmatch(parts[1])
+        ):
             raise RemoteProtocolError(f"malformed CSeq {text!r}")
         if len(parts[0]) > 10 or int(parts[0]) >= 2**32:
             raise RemoteProtocolError(f"CSeq number out of range in {text!r}")
@@ -401,4 +471,3 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
-

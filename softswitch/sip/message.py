@@ -26,41 +26,100 @@ __all__ = [
 ]
 
 REASONS: dict[int, str] = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
-    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized",
-    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
-    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
-    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
-    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
-    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    421: "Extension Required",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
-}  # fmt: skip
+}
 
 _METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_STATUS_RE = re.compile(r"SIP/(\d+)\.(\d+) ([1-6]\d\d) ([^\r\n]*)")
+# Status-Line (§7.2, §25.1); the reason phrase may be empty and, leniently, so may its SP.
+_STATUS_RE = re.compile(r"(?i:SIP)/([0-9]+)\.([0-9]+) ([1-6][0-9][0-9])(?: ([^\r\n]*))?")
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
-_LINE_RE = re.compile(r"\r?\n")
+_BLANK_LINE_RE = re.compile(rb"\n\r?\n")
 _NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 # Fields that may appear at most once (§20, and RFC 4475 §3.3.8 / §3.3.9).
 _SINGLE = ("to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type")
-_REQUIRED_REQUEST = ("To", "From", "Call-ID", "CSeq", "Via")
-_REQUIRED_RESPONSE = ("To", "From", "Call-ID", "CSeq", "Via")
+_REQUIRED = ("To", "From", "Call-ID", "CSeq", "Via")  # §8.1.1 (and §8.2.6.2 for responses)
+
+#: Methods defined by RFC 3261 and its extensions (RFC 3262, 3265, 3311, 3428, 3515, 3903,
+#: 6086); an unknown method with a mismatched CSeq is answered 501 (RFC 4475 §3.1.2.18).
+_KNOWN_METHODS = frozenset(
+    (
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    )
+)
 
 
 class MalformedMessage(RemoteProtocolError):
     """A message that does not follow the grammar.
 
     ``is_request`` tells whether the start line looked like a request; ``headers`` holds the
-    rows read before the fault, so that a 400 can still be built (``make_error_response``).
+    well-formed header rows that could be read, so that a 400 can still be built
+    (``error_response``).
     """
+
+    #: The Request-Line method when it could be read (no response is ever sent to an ACK).
+    method: str | None = None
 
     def __init__(
         self,
@@ -75,19 +134,30 @@ class MalformedMessage(RemoteProtocolError):
         self.headers = headers if headers is not None else Headers()
 
     def error_response(self) -> Response | None:
-        """The response to send for a malformed request, or None when none can be built."""
-        if not self.is_request:
+        """The response to send for a malformed request, or None when none can be sent.
+
+        A response is routed by its Via (RFC 3261 §18.2.2), so one is built whenever the
+        request had at least one Via row; the From, To, Call-ID and CSeq rows that exist are
+        copied too (§8.2.6.2), the missing ones left out. A malformed response is dropped
+        (§18.1.2) and an ACK is never answered (§17.2.1).
+        """
+        if not self.is_request or self.method == "ACK":
             return None
         h = self.headers
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            if not h.rows(name):
-                return None
+        vias = h.rows("Via")
+        if not vias:
+            return None
+        cseq = h.get("CSeq")
+        if cseq is not None and cseq.split()[-1:] == ["ACK"]:
+            return None
         out = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for row in h.rows(name):
-                out.add(name, row)
-        reason = _safe_reason(self.message)
-        return Response(self.status, reason, out)
+        for row in vias:
+            out.add("Via", row)
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            value = h.get(name)
+            if value is not None:
+                out.add(name, value)
+        return Response(self.status, _safe_reason(self.message), out)
 
 
 def _safe_reason(text: str) -> str:
@@ -170,7 +240,7 @@ class Message:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit() or len(value) > 10:
+        if not _is_number(value, 10):
             raise RemoteProtocolError(f"bad Expires {value!r}")
         return int(value)
 
@@ -276,100 +346,131 @@ DEFAULT_LIMITS = Limits()
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one complete message from a datagram or a framed stream chunk.
 
-    Raises ``MalformedMessage`` with the status a request deserves (400, 505, 513).
+    Raises ``MalformedMessage`` with the status a request deserves (400, 501, 505, 513); for a
+    request it carries the well-formed header rows so that ``error_response`` can answer.
     """
-    if len(data) > limits.max_size:
-        raise MalformedMessage(f"message larger than {limits.max_size} bytes", 513)
     start = 0
     while data.startswith(b"\r\n", start):  # §7.5: ignore CRLFs before the start line
         start += 2
-    end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        head_bytes, body = data[start:end], data[end + 4 :]
-    else:
-        end = data.find(b"\n\n", start)
-        if end >= 0:
-            head_bytes, body = data[start:end], data[end + 2 :]
-        else:
-            head_bytes, body = data[start:].rstrip(b"\r\n"), b""
-    try:
-        head = head_bytes.decode("utf-8", "surrogateescape")
-    except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes every byte
-        raise MalformedMessage("undecodable header") from None
+    if len(data) > limits.max_size:
+        start_line, headers, _ = _read_head(_split_head(data[: start + limits.max_size], start)[0])
+        raise _malformed(f"message larger than {limits.max_size} bytes", 513, start_line, headers)
+    head_bytes, body = _split_head(data, start)
+    start_line, headers, bad_line = _read_head(head_bytes)
+    if len(headers) + (bad_line is not None) > limits.max_headers:
+        raise _malformed(f"more than {limits.max_headers} header fields", 400, start_line, headers)
+    if bad_line is not None:
+        raise _malformed(f"malformed header line {bad_line[:40]!r}", 400, start_line, headers)
+    if start_line[:4].upper() == "SIP/":
+        return _finish_response(start_line, headers, body)
+    return _finish_request(start_line, headers, body)
+
+
+def _split_head(data: bytes, start: int) -> tuple[bytes, bytes]:
+    """Split at the first empty line: CRLF CRLF, or (lenient) a bare-LF form of it (§7)."""
+    m = _BLANK_LINE_RE.search(data, start)
+    if m is None:
+        return data[start:].rstrip(b"\r\n"), b""
+    end = m.start()
+    if end > start and data[end - 1] == 0x0D:
+        end -= 1
+    return data[start:end], data[m.end() :]
+
+
+def _read_head(head_bytes: bytes) -> tuple[str, Headers, str | None]:
+    """Decode and unfold the header section; return (start line, rows, first malformed line).
+
+    Every well-formed row is kept even after a malformed one, so that a 400 can still copy the
+    Via, From, To, Call-ID and CSeq rows that follow it.
+    """
+    head = head_bytes.decode("utf-8", "surrogateescape")
     if "\n " in head or "\n\t" in head:
-        head = _FOLD_RE.sub(" ", head)
-    lines = _LINE_RE.split(head)
-    start_line = lines[0]
-    is_request = not start_line.startswith("SIP/")
-    if len(lines) - 1 > limits.max_headers:
-        raise MalformedMessage(f"more than {limits.max_headers} header fields", 400,
-                               is_request=is_request)  # fmt: skip
+        head = _FOLD_RE.sub(" ", head)  # §7.3.1: folded lines are one line
+    lines = head.split("\n")
     headers = Headers()
     items = headers._items
+    bad_line: str | None = None
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         name = name.rstrip()
-        if not colon or not _NAME_RE.fullmatch(name):
-            raise MalformedMessage(
-                f"malformed header line {line[:40]!r}", is_request=is_request, headers=headers
-            )
-        items.append((canonical_name(name), value.strip()))
+        if colon and _NAME_RE.fullmatch(name):
+            items.append((canonical_name(name), value.strip()))
+        elif bad_line is None:
+            bad_line = line
+    return lines[0].removesuffix("\r"), headers, bad_line
+
+
+def _malformed(message: str, status: int, start_line: str, headers: Headers) -> MalformedMessage:
+    is_request = start_line[:4].upper() != "SIP/"
+    exc = MalformedMessage(message, status, is_request=is_request, headers=headers)
     if is_request:
-        return _finish_request(start_line, headers, body)
-    return _finish_response(start_line, headers, body)
+        exc.method = start_line.partition(" ")[0]
+    return exc
 
 
-def _check_common(headers: Headers, body: bytes, is_request: bool) -> bytes:
-    required = _REQUIRED_REQUEST if is_request else _REQUIRED_RESPONSE
+def _is_number(text: str, max_digits: int) -> bool:
+    """``1*DIGIT`` with ASCII digits only (``str.isdigit`` also accepts e.g. '²' and '٣')."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+def _check_common(start_line: str, headers: Headers, body: bytes) -> tuple[bytes, CSeq]:
+    """Checks shared by requests and responses (§8.1.1, §20, §18.3); return (body, CSeq)."""
+    index: dict[str, list[str]] = {}
+    for name, value in headers._items:
+        key = name.lower()
+        rows = index.get(key)
+        if rows is None:
+            index[key] = [value]
+        else:
+            rows.append(value)
 
     def fail(message: str, status: int = 400) -> MalformedMessage:
-        return MalformedMessage(message, status, is_request=is_request, headers=headers)
+        return _malformed(message, status, start_line, headers)
 
-    counts: dict[str, int] = {}
-    for name, _ in headers:
-        key = name.lower()
-        counts[key] = counts.get(key, 0) + 1
-    for name in required:
-        if not counts.get(name.lower()):
+    for name in _REQUIRED:
+        if name.lower() not in index:
             raise fail(f"missing {name} header")
     for key in _SINGLE:
-        if counts.get(key, 0) > 1:
+        if len(index.get(key, ())) > 1:
             raise fail(f"more than one {canonical_name(key)} header")
     try:
-        for via in headers.get_all("Via"):
-            Via.parse(via)
-        CSeq.parse(headers.get("CSeq") or "")
-        for key in ("To", "From"):
-            value = headers.get(key) or ""
+        for row in index["via"]:
+            for via in split_commas(row):
+                Via.parse(via)
+        cseq = CSeq.parse(index["cseq"][0])
+        for key in ("to", "from"):
+            value = index[key][0]
             if len(split_commas(value)) != 1:
-                raise fail(f"more than one value in {key}")
+                raise fail(f"more than one value in {canonical_name(key)}")
             NameAddr.parse(value)
-        if not (headers.get("Call-ID") or "").strip():
-            raise fail("empty Call-ID")
     except MalformedMessage:
         raise
     except RemoteProtocolError as exc:
         raise fail(exc.message, exc.status) from None
-    length_text = headers.get("Content-Length")
-    if length_text is not None:
-        if not length_text.isdigit() or len(length_text) > 9:
-            raise fail(f"bad Content-Length {length_text!r}")
+    if not index["call-id"][0]:
+        raise fail("empty Call-ID")
+    length_rows = index.get("content-length")
+    if length_rows is not None:
+        length_text = length_rows[0]
+        if not _is_number(length_text, 9):
+            raise fail(f"bad Content-Length {length_text[:20]!r}")
         length = int(length_text)
         if length > len(body):
             raise fail(f"Content-Length {length} larger than the body ({len(body)} bytes)")
         body = body[:length]  # §18.3: bytes past Content-Length are discarded
-    expires = headers.get("Expires")
-    if expires is not None and (not expires.isdigit() or len(expires) > 10 or
-                                int(expires) >= 2**32):  # fmt: skip
-        raise fail(f"bad Expires {expires!r}")
-    return body
+    expires_rows = index.get("expires")
+    if expires_rows is not None:
+        expires = expires_rows[0]
+        if not _is_number(expires, 10) or int(expires) >= 2**32:
+            raise fail(f"bad Expires {expires[:20]!r}")
+    return body, cseq
 
 
 def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
     parts = start_line.split(" ")
 
     def fail(message: str, status: int = 400) -> MalformedMessage:
-        return MalformedMessage(message, status, is_request=True, headers=headers)
+        return _malformed(message, status, start_line, headers)
 
     if len(parts) != 3 or not all(parts):
         raise fail("malformed Request-Line")
@@ -377,7 +478,7 @@ def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
     if not _METHOD_RE.fullmatch(method):
         raise fail(f"bad method {method[:20]!r}")
     if version.upper() != "SIP/2.0":
-        if re.fullmatch(r"SIP/\d+\.\d+", version, re.I):
+        if _VERSION_RE.fullmatch(version):
             raise fail(f"version {version} not supported", 505)
         raise fail(f"bad SIP version {version[:20]!r}")
     try:
@@ -386,24 +487,25 @@ def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
         raise fail(f"bad Request-URI: {exc.message}") from None
     if isinstance(uri, SipUri) and uri.headers:
         raise fail("Request-URI must not carry headers")  # §19.1.5 / RFC 4475 §3.1.2.11
-    body = _check_common(headers, body, True)
-    cseq = CSeq.parse(headers.get("CSeq") or "")
+    body, cseq = _check_common(start_line, headers, body)
     if cseq.method != method:
-        raise fail(f"CSeq method {cseq.method} does not match {method}")
+        # RFC 4475 §3.1.2.18: for a method nobody defined, 501 is the better answer.
+        status = 400 if method in _KNOWN_METHODS else 501
+        raise fail(f"CSeq method {cseq.method[:20]} does not match {method[:20]}", status)
     mf = headers.get("Max-Forwards")
-    if mf is not None and (not mf.isdigit() or int(mf) > 255):
-        raise fail(f"bad Max-Forwards {mf!r}")
+    if mf is not None and (not _is_number(mf, 10) or int(mf) > 255):
+        raise fail(f"bad Max-Forwards {mf[:20]!r}")
     return Request(method, uri, headers, body)
 
 
 def _finish_response(start_line: str, headers: Headers, body: bytes) -> Response:
     m = _STATUS_RE.fullmatch(start_line)
     if m is None:
-        raise MalformedMessage("malformed Status-Line", headers=headers)
+        raise _malformed("malformed Status-Line", 400, start_line, headers)
     if (m.group(1), m.group(2)) != ("2", "0"):
-        raise MalformedMessage("version not supported", 505, headers=headers)
-    body = _check_common(headers, body, False)
-    return Response(int(m.group(3)), m.group(4), headers, body)
+        raise _malformed("version not supported", 505, start_line, headers)
+    body, _ = _check_common(start_line, headers, body)
+    return Response(int(m.group(3)), m.group(4) or "", headers, body)
 
 
 def is_unsupported_scheme(uri: Uri) -> bool:

@@ -141,7 +141,7 @@ class ClientInvite(Transaction):
             sink.send(self._data, self.destination)
             self._interval *= 2
             self._arm(sink, "A", now + self._interval)
-        elif name == "B" and self.state in (State.CALLING, State.PROCEEDING):
+        elif name == "B" and self.state is State.CALLING:  # §17.1.1.2: Calling state only
             self._terminate()
             sink.emit(TransactionTimedOut(self.key, self.request))
         elif name in ("D", "M"):
@@ -281,7 +281,7 @@ class ServerNonInvite(Transaction):
 
 
 def _non2xx_ack(request: Request, resp: Response) -> Request:
-    """The ACK a client transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3)."""
+    """The ACK a client transaction sends for a 3xx to 6xx (RFC 3261 §17.1.1.3)."""
     h = Headers()
     h.add("Via", request.headers.get_all("Via")[0])
     for name in ("Route",):

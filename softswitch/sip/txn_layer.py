@@ -228,8 +228,9 @@ class TransactionLayer:
                 txn.retransmission(self)
             return
         if len(self) >= self.max_transactions:
-            self._send_stateless_response(make_response(req, 503, "Too Many Transactions"),
-                                          _response_destination(via, source))  # fmt: skip
+            self._send_stateless_response(
+                make_response(req, 503, "Too Many Transactions"), _response_destination(via, source)
+            )
             return
         destination = _response_destination(via, source)
         if req.method == "INVITE":
@@ -312,8 +313,9 @@ class TransactionLayer:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         branch = branch or MAGIC_COOKIE + self._new_branch()
-        request.headers.prepend("Via", f"SIP/2.0/{transport.upper()} {host}:{port};"
-                                f"branch={branch};rport")  # fmt: skip
+        request.headers.prepend(
+            "Via", f"SIP/2.0/{transport.upper()} {host}:{port};" f"branch={branch};rport"
+        )
         return branch
 
     def send_request(self, request: Request, destination: Address, now: float) -> TxnKey:

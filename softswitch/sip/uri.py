@@ -29,6 +29,7 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _FORBIDDEN = re.compile(r'[\s<>"]')
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?|[A-Za-z0-9]")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+")
+_PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() also accepts '²'
 
 # Parameters that, when present in either URI, must match (RFC 3261 §19.1.4).
 _MUST_MATCH = ("user", "ttl", "method", "maddr")
@@ -80,7 +81,7 @@ def _parse_host(hostport: str) -> tuple[str, int | None]:
         host = host.lower()
     port: int | None = None
     if port_text is not None:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        if not _PORT_RE.fullmatch(port_text) or int(port_text) > 65535:
             raise RemoteProtocolError(f"bad port {port_text!r}")
         port = int(port_text)
     return host, port
@@ -240,7 +241,7 @@ Uri = SipUri | TelUri | AbsoluteUri
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raise ``RemoteProtocolError`` (400) when it is malformed."""
     if _FORBIDDEN.search(text):
-        raise RemoteProtocolError(f"white space or <>\" inside URI {text!r}")
+        raise RemoteProtocolError(f'white space or <>" inside URI {text!r}')
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME_RE.fullmatch(scheme):
         raise RemoteProtocolError(f"not a URI: {text!r}")

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 
-def invite(branch: str = "z9hG4bKabc", *, cseq: int = 1, call_id: str = "c1@h",
-           host: str = "10.0.0.1", port: int = 5070, to_tag: str = "") -> bytes:
+def invite(
+    branch: str = "z9hG4bKabc",
+    *,
+    cseq: int = 1,
+    call_id: str = "c1@h",
+    host: str = "10.0.0.1",
+    port: int = 5070,
+    to_tag: str = "",
+) -> bytes:
     to = "<sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else "")
     return (
         f"INVITE sip:bob@example.com SIP/2.0\r\n"
@@ -19,8 +26,16 @@ def invite(branch: str = "z9hG4bKabc", *, cseq: int = 1, call_id: str = "c1@h",
     ).encode()
 
 
-def request(method: str, branch: str = "z9hG4bKnon", *, cseq: int = 1, call_id: str = "c1@h",
-            host: str = "10.0.0.1", port: int = 5070, to_tag: str = "") -> bytes:
+def request(
+    method: str,
+    branch: str = "z9hG4bKnon",
+    *,
+    cseq: int = 1,
+    call_id: str = "c1@h",
+    host: str = "10.0.0.1",
+    port: int = 5070,
+    to_tag: str = "",
+) -> bytes:
     to = "<sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else "")
     return (
         f"{method} sip:bob@example.com SIP/2.0\r\n"
@@ -45,5 +60,6 @@ def response_to(raw_request: bytes, status: int, reason: str = "X", to_tag: str 
             line += f";tag={to_tag}"
         if name in ("via", "from", "to", "call-id", "cseq"):
             keep.append(line)
-    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep)
-            + "\r\nContent-Length: 0\r\n\r\n").encode()
+    return (
+        f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+    ).encode()

@@ -104,6 +104,17 @@ def test_invite_client_timer_a_and_b() -> None:
     assert len(layer) == 0
 
 
+def test_invite_client_in_proceeding_waits_past_timer_b() -> None:
+    layer = new_layer()
+    layer.send_request(client_request("INVITE"), PEER, 0.0)
+    data = layer.take_outgoing()[0].data
+    layer.receive_data(response_to(data, 180, "Ringing"), PEER, 0.2)
+    layer.take_events()
+    run_until(layer, 100.0)
+    assert layer.take_events() == []  # Timer B only ends a transaction still Calling
+    assert len(layer) == 1
+
+
 def test_invite_client_over_tcp_has_no_timer_a() -> None:
     layer = new_layer()
     layer.send_request(client_request("INVITE"), PEER_TCP, 0.0)

@@ -1,0 +1,30 @@
+"""Entry point of the ``softswitch`` command."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from softswitch.admin.cli import cmd_check, load_for_run, parse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    if args.command == "check":
+        return cmd_check(args)
+    settings = load_for_run(args)
+    if settings is None:
+        return 1
+    from softswitch.app import configure_logging, run
+
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        run(settings)
+    except OSError as exc:
+        print(f"softswitch: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

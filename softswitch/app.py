@@ -1,0 +1,326 @@
+"""Composition root: the one module that wires concrete classes together (principle 8).
+
+``Switch`` is the thin asyncio shell around the synchronous ``SipEngine``: it feeds received
+messages in with the loop's monotonic time, sends what the engine produced, and keeps exactly
+one ``loop.call_at`` armed at the engine's next deadline (principle 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from softswitch.admin.http import HttpApi
+from softswitch.b2bua.service import B2bua, Ids
+from softswitch.config import Settings
+from softswitch.pipeline import Account, SipEngine
+from softswitch.registrar.bindings import BindingTable
+from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar, same_contact
+from softswitch.security.acl import NetworkAcl
+from softswitch.security.bans import BanList
+from softswitch.sip.auth import DigestAuthenticator, ha1
+from softswitch.sip.events import Address
+from softswitch.sip.message import Limits
+from softswitch.sip.transaction import Timers
+from softswitch.sip.txn_layer import TransactionLayer
+from softswitch.storage.sqlite import SqliteBindingStore
+from softswitch.transport.hub import TransportHub
+
+log = logging.getLogger("softswitch")
+
+VERSION = "0.1.0"
+
+
+def accounts_from(settings: Settings) -> dict[str, Account]:
+    realm = settings.sip.domain
+    out: dict[str, Account] = {}
+    for user in settings.users:
+        if user.password is not None:
+            hashes = {
+                alg: ha1(user.username, realm, user.password, alg) for alg in ("MD5", "SHA-256")
+            }
+        else:
+            assert user.ha1 is not None
+            hashes = {"MD5" if len(user.ha1) == 32 else "SHA-256": user.ha1}
+        out[user.username] = Account(
+            user.username,
+            hashes,
+            NetworkAcl([str(n) for n in user.allowed_networks]),
+            user.display_name or "",
+        )
+    return out
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    token: Callable[[], str],
+    secret: bytes,
+    wall_clock: Callable[[], float],
+    on_bindings_changed: Callable[[BindingsChanged], None] = lambda changed: None,
+) -> SipEngine:
+    """Wire the synchronous SIP engine from settings (no sockets, no event loop)."""
+    s = settings
+    layer = TransactionLayer(
+        token,
+        timers=Timers(s.sip.t1, s.sip.t2, s.sip.t4),
+        limits=Limits(s.sip.max_message_size, s.sip.max_headers),
+        user_agent=f"softswitch/{VERSION}",
+    )
+
+    def contact_uri(transport: str) -> str:
+        host, port = layer.local_via.get(transport) or layer.local_via["udp"]
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        return f"sip:switch@{host}:{port}{suffix}"
+
+    accounts = accounts_from(s)
+    max_contacts = max((u.max_contacts for u in s.users), default=5)
+    bindings = BindingTable(max_contacts, 200_000, same_contact=same_contact)
+    registrar = Registrar(
+        s.sip.domain,
+        bindings,
+        min_expires=s.registrar.min_expires,
+        max_expires=s.registrar.max_expires,
+        default_expires=s.registrar.default_expires,
+    )
+    b2bua = B2bua(
+        layer,
+        Ids(token),
+        domain=s.sip.domain,
+        contact_for=contact_uri,
+        ring_timeout=s.calls.ring_timeout,
+        max_calls=s.calls.max_calls,
+    )
+    keepalive = KeepAlive(
+        layer,
+        registrar,
+        interval=s.registrar.keepalive_interval,
+        failures=s.registrar.keepalive_failures,
+        local_uri=contact_uri,
+        new_call_id=token,
+        on_change=on_bindings_changed,
+    )
+    sec = s.security
+    bans = BanList(
+        auth_failure_threshold=sec.auth_failures.threshold,
+        auth_failure_window=sec.auth_failures.window,
+        flood_threshold=sec.flood.max_requests_per_second,
+        flood_window=1.0,
+        ban_time=sec.auth_failures.ban_time,
+        trusted=[str(n) for n in sec.trusted_networks],
+    )
+    authenticator = DigestAuthenticator(realm=s.sip.domain, secret=secret, nonce_ttl=sec.nonce_ttl)
+    return SipEngine(
+        layer,
+        accounts=accounts,
+        authenticator=authenticator,
+        bans=bans,
+        registrar=registrar,
+        b2bua=b2bua,
+        keepalive=keepalive,
+        on_bindings_changed=on_bindings_changed,
+        max_transactions_per_source=sec.max_transactions_per_source,
+        wall_clock=wall_clock,
+    )
+
+
+class Switch:
+    """One running switch: sockets, engine, storage and the HTTP API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self._dirty: dict[tuple[str, str], object] = {}
+        self._flush_task: asyncio.Task[None] | None = None
+        self.engine = build_engine(
+            settings,
+            token=lambda: secrets.token_hex(8),
+            secret=secrets.token_bytes(32),
+            wall_clock=time.time,
+            on_bindings_changed=self._bindings_changed,
+        )
+        self.layer = self.engine.layer
+        self.b2bua = self.engine.b2bua
+        self.registrar = self.engine.registrar
+        self.bindings = self.registrar.table
+        self.bans = self.engine.bans
+        self.authenticator = self.engine.auth
+        self.hub = TransportHub(self._on_message, max_size=settings.sip.max_message_size)
+        self.store = SqliteBindingStore(settings.registrar.binding_store)
+        self.http = HttpApi(self)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self.stopping = asyncio.Event()
+        self.started = time.time()
+
+    # -- the engine's shell --------------------------------------------------------------------
+
+    def _on_message(self, data: bytes, source: Address) -> None:
+        self.engine.receive_datagram(data, source, self.loop.time())
+        self._flush()
+
+    def _flush(self) -> None:
+        send = self.hub.send
+        for out in self.engine.take_outgoing():
+            send(out)
+        deadline = self.engine.next_deadline()
+        wall = self.engine.next_wall_deadline()
+        if wall is not None:
+            mono = self.loop.time() + max(0.0, wall - time.time())
+            deadline = mono if deadline is None else min(deadline, mono)
+        if deadline is not None and deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        self.engine.handle_timer(self.loop.time())
+        self._flush()
+
+    # -- storage (write-behind) -----------------------------------------------------------------
+
+    def _bindings_changed(self, changed: BindingsChanged) -> None:
+        for b in changed.saved:
+            self._dirty[(b.aor, b.contact)] = b
+        for key in changed.removed:
+            self._dirty[key] = None
+        if self._flush_task is None:
+            self._flush_task = asyncio.ensure_future(self._write_bindings())
+
+    async def _write_bindings(self) -> None:
+        await asyncio.sleep(0.05)  # batch a burst of REGISTERs into one transaction
+        try:
+            while self._dirty:
+                dirty, self._dirty = self._dirty, {}
+                saved = [b for b in dirty.values() if b is not None]
+                removed = [k for k, b in dirty.items() if b is None]
+                if saved:
+                    await self.store.save(saved)  # type: ignore[arg-type]
+                if removed:
+                    await self.store.delete(removed)
+        except Exception:
+            log.exception("writing bindings to %s failed", self.store.path)
+        finally:
+            self._flush_task = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.store.open()
+        restored = self.bindings.load(await self.store.load_all(), time.time())
+        if restored:
+            log.info("restored %d registration(s) from %s", len(restored), self.store.path)
+        for listener in s.sip.listeners:
+            host = str(listener.address)
+            if listener.transport == "udp":
+                bound = await self.hub.listen_udp(host, listener.port)
+            else:
+                context = None
+                if listener.transport == "tls":
+                    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                    context.load_cert_chain(str(listener.certificate), str(listener.key))
+                bound = await self.hub.listen_stream(host, listener.port, context)
+            advertised = s.sip.advertised_address or host
+            if advertised in ("0.0.0.0", "::"):
+                advertised = "127.0.0.1"
+            self.layer.local_via.setdefault(bound.transport, (str(advertised), bound.port))
+            log.info("SIP listening on %s", bound)
+        await self.http.start(str(s.http.address), s.http.port)
+        self._flush()
+
+    def health(self) -> dict[str, object]:
+        counts = self.layer.counts
+        return {
+            "status": "draining" if self.b2bua.draining else "ok",
+            "version": VERSION,
+            "uptime": round(time.time() - self.started, 1),
+            "calls": len(self.b2bua.calls),
+            "dialogs": self.b2bua.table_sizes["dialogs"],
+            "transactions": len(self.layer),
+            "transaction_tables": counts,
+            "registrations": len(self.bindings),
+            "bans": self.bans.ban_count,
+            "nonces": self.authenticator.tracked_nonces,
+            "listeners": [str(a) for a in self.hub.bound],
+        }
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls (503), let established ones finish for ``grace`` s, then end them."""
+        self.b2bua.draining = True
+        log.info(
+            "shutting down: new calls refused, %d call(s) may finish within %.0f s",
+            len(self.b2bua.calls),
+            grace,
+        )
+        deadline = self.loop.time() + grace
+        while self.b2bua.calls and self.loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        if self.b2bua.calls:
+            log.info("grace time over: ending %d call(s)", len(self.b2bua.calls))
+            self.b2bua.hangup_all(self.loop.time())
+            self._flush()
+            end = self.loop.time() + 2.0
+            while self.b2bua.calls and self.loop.time() < end:
+                await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._flush_task is not None:
+            await self._flush_task
+        await self.http.stop()
+        await self.hub.close()
+        await self.store.close()
+
+
+async def serve(settings: Settings) -> None:
+    switch = Switch(settings)
+    await switch.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "softswitch %s ready (domain %s, %d users)",
+        VERSION,
+        settings.sip.domain,
+        len(settings.users),
+    )
+    await stop.wait()
+    await switch.drain(float(settings.calls.shutdown_grace))
+    await switch.stop()
+    log.info("stopped")
+
+
+def run(settings: Settings) -> None:
+    Path(settings.registrar.binding_store).parent.mkdir(parents=True, exist_ok=True) if (
+        settings.registrar.binding_store != ":memory:"
+    ) else None
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        asyncio.run(serve(settings))
+
+
+def configure_logging(level: str, fmt: str, argv: Sequence[str] = ()) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if fmt == "text"
+        else '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
+        '"message": "%(message)s"}',
+    )

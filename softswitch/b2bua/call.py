@@ -1,0 +1,90 @@
+"""A call and its legs: the state the B2BUA keeps per call (ARCHITECTURE.md principle 7).
+
+A ``Call`` has one A leg (the caller's INVITE, a UAS dialog) and one or more B legs (the forks
+the B2BUA sends, each a UAC dialog of its own, RFC 3261 §12). The call's state machine is the
+table ``TRANSITIONS``; ``Call.move`` refuses any other step.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from softswitch.sip.dialog import Dialog
+from softswitch.sip.events import Address, TxnKey
+from softswitch.sip.message import Request
+
+
+class CallState(enum.Enum):
+    RINGING = "ringing"  # forks sent, no final answer yet
+    ANSWERED = "answered"  # a fork answered; 200 sent to the caller
+    CONFIRMED = "confirmed"  # the caller's ACK arrived
+    ENDING = "ending"  # BYE/CANCEL under way on some leg
+    ENDED = "ended"
+
+
+TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    CallState.RINGING: frozenset({CallState.ANSWERED, CallState.ENDING, CallState.ENDED}),
+    CallState.ANSWERED: frozenset({CallState.CONFIRMED, CallState.ENDING, CallState.ENDED}),
+    CallState.CONFIRMED: frozenset({CallState.ENDING, CallState.ENDED}),
+    CallState.ENDING: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+}
+
+
+class LegState(enum.Enum):
+    TRYING = "trying"
+    EARLY = "early"
+    UP = "up"
+    FAILED = "failed"
+    ENDED = "ended"
+
+
+@dataclass(eq=False, slots=True)
+class Leg:
+    """One side of a call, with its own dialog."""
+
+    call: Call
+    side: str  # "a" or "b"
+    call_id: str
+    local_tag: str
+    destination: Address  # the flow to the peer (symmetric signalling through NAT)
+    invite: Request  # A: the INVITE received; B: the INVITE sent
+    invite_key: TxnKey
+    state: LegState = LegState.TRYING
+    dialog: Dialog | None = None
+    ack: Request | None = None  # B: the ACK sent for the 2xx, resent on retransmissions
+    status: int = 0  # B: the final status this fork got
+    reinvite_pending: bool = False
+
+    @property
+    def other(self) -> Leg | None:
+        call = self.call
+        return call.b if self.side == "a" else call.a
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One call through the B2BUA."""
+
+    id: str
+    caller: str
+    callee: str
+    created: float
+    state: CallState = CallState.RINGING
+    a: Leg = field(init=False)
+    forks: list[Leg] = field(default_factory=list)
+    b: Leg | None = None
+    ring_deadline: float = 0.0
+    answered_at: float | None = None
+    end_cause: str = ""
+
+    def move(self, new: CallState) -> None:
+        if new is self.state:
+            return
+        if new not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"call {self.id}: {self.state.value} -> {new.value} not allowed")
+        self.state = new
+
+    def legs(self) -> list[Leg]:
+        return [self.a, *self.forks]

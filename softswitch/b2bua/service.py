@@ -1,0 +1,541 @@
+"""The back-to-back user agent: calls between registered users.
+
+It reacts to the transaction layer's events and answers with requests and responses through
+the layer, synchronously, so a whole call can be simulated with a fake clock.
+
+- Forking (parallel, RFC 3261 §16.6 behaviour on the B side), provisional responses relayed,
+  the first 2xx wins, the other forks are CANCELled (§9.1) and late 2xx are ACKed and BYEd.
+- Final response choice when every fork failed follows §16.7 step 6.
+- CANCEL from the caller: 487 to the INVITE (§9.2); BYE from either side (§15.1); re-INVITE
+  and other in-dialog requests relayed to the other leg (§14), 491 on glare (§14.1).
+- A 2xx that is never ACKed ends the call with BYE (§13.3.1.4).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from softswitch.b2bua.call import Call, CallState, Leg, LegState
+from softswitch.registrar.bindings import Binding
+from softswitch.sip.dialog import Dialog
+from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.events import (
+    AckReceived,
+    AckTimedOut,
+    Address,
+    InviteCancelled,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TxnKey,
+)
+from softswitch.sip.headers import Headers, NameAddr
+from softswitch.sip.message import Request, Response, make_response
+from softswitch.sip.txn_layer import TransactionLayer
+from softswitch.sip.uri import SipUri, parse_uri
+
+log = logging.getLogger("softswitch.b2bua")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+
+
+class Ids:
+    """Where tags and Call-IDs come from (injected: random in production, counted in tests)."""
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def tag(self) -> str:
+        return self._token()
+
+    def call_id(self) -> str:
+        return self._token()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A client transaction the B2BUA started, and what to do with its answer."""
+
+    leg: Leg
+    purpose: str  # "invite", "bye", "relay", "reinvite"
+    origin_key: TxnKey | None = None  # the server transaction to answer (relays)
+    origin_leg: Leg | None = None
+
+
+def _status_rank(status: int) -> tuple[int, int]:
+    """Lower is better when choosing the response for a caller (§16.7 step 6)."""
+    if status >= 600:
+        return (0, status)
+    if status == 486:
+        return (1, status)
+    if status in (401, 407, 415, 420, 484):
+        return (2, status)
+    if 400 <= status < 500 and status not in (408, 480):
+        return (3, status)
+    if status == 480:
+        return (4, status)
+    if status == 408:
+        return (5, status)
+    return (6, status)
+
+
+class B2bua:
+    """All calls of the switch."""
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        ids: Ids,
+        *,
+        domain: str,
+        contact_for: Callable[[str], str],
+        ring_timeout: float = 60.0,
+        max_calls: int = 10_000,
+    ) -> None:
+        self.layer = layer
+        self.ids = ids
+        self.domain = domain
+        self.contact_for = contact_for  # transport -> our Contact URI text
+        self.ring_timeout = ring_timeout
+        self.max_calls = max_calls
+        self.calls: dict[str, Call] = {}
+        self._dialogs: dict[tuple[str, str], Leg] = {}
+        self._pending: dict[TxnKey, _Pending] = {}
+        self._a_invites: dict[TxnKey, Call] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self.draining = False
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def table_sizes(self) -> dict[str, int]:
+        return {
+            "calls": len(self.calls),
+            "dialogs": len(self._dialogs),
+            "pending": len(self._pending),
+            "invites": len(self._a_invites),
+        }
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def handle_timer(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, call_id = heapq.heappop(self._timers)
+            call = self.calls.get(call_id)
+            if call is not None and call.state is CallState.RINGING and call.ring_deadline <= now:
+                log.info("call %s: no answer within %.0f s", call.id, self.ring_timeout)
+                self._fail_call(call, 408, "No Answer", now)
+
+    def _arm(self, call: Call, deadline: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (deadline, self._seq, call.id))
+
+    # -- new calls -----------------------------------------------------------------------------
+
+    def start_call(
+        self,
+        event: RequestReceived,
+        caller: str,
+        callee: str,
+        bindings: Sequence[Binding],
+        now: float,
+    ) -> None:
+        """Fork the caller's INVITE to every contact of ``callee`` (§16.6)."""
+        req = event.request
+        if self.draining:
+            self._reply(now, event.key, req, 503, "Shutting Down", extra=[("Retry-After", "30")])
+            return
+        if len(self.calls) >= self.max_calls:
+            self._reply(now, event.key, req, 503, "Too Many Calls")
+            return
+        if not bindings:
+            self._reply(now, event.key, req, 480, "Temporarily Unavailable")
+            return
+        call = Call(self.ids.call_id(), caller, callee, now)
+        call.a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
+        self.calls[call.id] = call
+        self._a_invites[event.key] = call
+        mf = req.max_forwards
+        frm = req.from_
+        for binding in bindings:
+            self._send_fork(call, binding, frm, mf, now)
+        call.ring_deadline = now + self.ring_timeout
+        self._arm(call, call.ring_deadline)
+        log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
+
+    def _send_fork(
+        self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float
+    ) -> None:
+        a_req = call.a.invite
+        destination = Address.parse(binding.source)
+        h = Headers()
+        h.add("Max-Forwards", str(max(0, (mf if mf is not None else 70) - 1)))
+        tag = self.ids.tag()
+        caller_uri = SipUri(self.domain, call.caller)
+        h.add("From", f"{NameAddr(caller_uri, frm.display)};tag={tag}")
+        h.add("To", str(NameAddr(SipUri(self.domain, call.callee))))
+        call_id = self.ids.call_id()
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<{self.contact_for(destination.transport)}>")
+        h.add("Allow", ALLOW)
+        ctype = a_req.headers.get("Content-Type")
+        if ctype and a_req.body:
+            h.add("Content-Type", ctype)
+        try:
+            target = parse_uri(binding.contact)
+        except RemoteProtocolError:
+            return
+        invite = Request("INVITE", target, h, a_req.body)
+        key = self.layer.send_request(invite, destination, now)
+        leg = Leg(call, "b", call_id, tag, destination, invite, key)
+        call.forks.append(leg)
+        self._pending[key] = _Pending(leg, "invite")
+
+    # -- events from the transaction layer -------------------------------------------------------
+
+    def on_response(self, event: ResponseReceived, now: float) -> bool:
+        """Handle a response for one of our client transactions; False if it is not ours."""
+        pending = self._pending.get(event.key)
+        if pending is None:
+            return False
+        resp = event.response
+        if resp.status >= 200 and not (pending.purpose == "invite" and resp.status < 300):
+            del self._pending[event.key]
+        if pending.purpose == "invite":
+            self._fork_response(pending.leg, resp, now)
+        elif pending.purpose == "bye":
+            if resp.status >= 200:
+                self._leg_ended(pending.leg, now)
+        elif pending.purpose in ("relay", "reinvite"):
+            self._relay_response(pending, resp, now)
+        return True
+
+    def on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
+        pending = self._pending.pop(event.key, None)
+        if pending is None:
+            return False
+        leg = pending.leg
+        if pending.purpose == "invite":
+            self._fork_failed(leg, 408, now)
+        elif pending.purpose == "bye":
+            self._leg_ended(leg, now)
+        else:
+            if pending.origin_key is not None and pending.origin_leg is not None:
+                self._reply(now, pending.origin_key, None, 408, "Request Timeout")
+            if pending.purpose == "reinvite":
+                leg.reinvite_pending = False
+                if pending.origin_leg is not None:
+                    pending.origin_leg.reinvite_pending = False
+            log.info(
+                "call %s: %s timed out on leg %s, ending", leg.call.id, pending.purpose, leg.side
+            )
+            self._hangup(leg.call, "peer unreachable", now)
+        return True
+
+    def on_cancelled(self, event: InviteCancelled, now: float) -> bool:
+        call = self._a_invites.get(event.invite_key)
+        if call is None:
+            return False
+        if call.state is CallState.RINGING:
+            log.info("call %s: cancelled by the caller", call.id)
+            self._fail_call(call, 487, "Request Terminated", now, cause="cancelled")
+        return True
+
+    def on_ack(self, event: AckReceived, now: float) -> bool:
+        leg = self._leg_for(event.request)
+        if leg is None:
+            return False
+        call = leg.call
+        if leg.side == "a" and call.state is CallState.ANSWERED:
+            call.move(CallState.CONFIRMED)
+        return True
+
+    def on_ack_timeout(self, event: AckTimedOut, now: float) -> bool:
+        resp = event.response
+        leg = self._dialogs.get((resp.call_id, resp.to.tag or ""))
+        if leg is None:
+            return False
+        if leg.call.state is CallState.ANSWERED:
+            log.warning("call %s: the caller never acknowledged the 200, ending", leg.call.id)
+            self._hangup(leg.call, "no ACK", now)
+        return True
+
+    def on_in_dialog(self, event: RequestReceived, now: float) -> bool:
+        """A request with a To tag; False when it matches no dialog (the caller sends 481)."""
+        req = event.request
+        leg = self._leg_for(req)
+        if leg is None or leg.dialog is None:
+            return False
+        try:
+            leg.dialog.receive_request(req)
+        except RemoteProtocolError as exc:
+            self._reply(now, event.key, req, exc.status, exc.message)
+            return True
+        call = leg.call
+        if req.method == "BYE":
+            self._reply(now, event.key, req, 200, "OK")
+            leg.state = LegState.ENDED
+            log.info(
+                "call %s: BYE from the %s side", call.id, "caller" if leg.side == "a" else "callee"
+            )
+            self._hangup(
+                call, "caller hung up" if leg.side == "a" else "callee hung up", now, skip=leg
+            )
+            return True
+        other = leg.other
+        if other is None or other.dialog is None or other.state is not LegState.UP:
+            self._reply(now, event.key, req, 481, "Call Leg Gone")
+            return True
+        if req.method == "INVITE":
+            if leg.reinvite_pending or other.reinvite_pending:
+                self._reply(now, event.key, req, 491, "Request Pending")  # §14.1 glare
+                return True
+            leg.reinvite_pending = other.reinvite_pending = True
+        purpose = "reinvite" if req.method == "INVITE" else "relay"
+        extra: list[tuple[str, str]] = []
+        if req.method in ("INVITE", "UPDATE"):
+            extra.append(("Contact", f"<{self.contact_for(other.destination.transport)}>"))
+        for name in ("Content-Disposition", "Event", "Subscription-State", "Info-Package"):
+            value = req.headers.get(name)
+            if value is not None:
+                extra.append((name, value))
+        out = other.dialog.create_request(
+            req.method, body=req.body, content_type=req.headers.get("Content-Type"), extra=extra
+        )
+        key = self.layer.send_request(out, other.destination, now)
+        self._pending[key] = _Pending(other, purpose, event.key, leg)
+        return True
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _leg_for(self, req: Request) -> Leg | None:
+        tag = req.to.tag
+        if tag is None:
+            return None
+        return self._dialogs.get((req.call_id, tag))
+
+    def _reply(
+        self,
+        now: float,
+        key: TxnKey,
+        req: Request | None,
+        status: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra: Sequence[tuple[str, str]] = (),
+        to_tag: str | None = None,
+        contact: str | None = None,
+    ) -> None:
+        if req is None:
+            req = self.layer.server_request(key)
+            if req is None:
+                return
+        resp = make_response(req, status, reason, to_tag=to_tag or self.ids.tag())
+        if contact is not None:
+            resp.headers.add("Contact", f"<{contact}>")
+        for name, value in extra:
+            resp.headers.add(name, value)
+        if body:
+            resp.headers.add("Content-Type", content_type or "application/sdp")
+            resp.body = body
+        self.layer.respond(key, resp, now)
+
+    def _fork_response(self, fork: Leg, resp: Response, now: float) -> None:
+        call = fork.call
+        status = resp.status
+        if status < 200:
+            if status == 100 or call.state is not CallState.RINGING:
+                return
+            fork.state = LegState.EARLY
+            a = call.a
+            self._reply(
+                now,
+                a.invite_key,
+                a.invite,
+                status,
+                resp.reason,
+                body=resp.body,
+                content_type=resp.headers.get("Content-Type"),
+                to_tag=a.local_tag,
+                contact=self.contact_for(a.destination.transport),
+            )
+            return
+        if status < 300:
+            self._fork_answered(fork, resp, now)
+            return
+        self._fork_failed(fork, status, now)
+
+    def _fork_answered(self, fork: Leg, resp: Response, now: float) -> None:
+        call = fork.call
+        if fork.state is LegState.UP:
+            if fork.ack is not None:  # 2xx retransmission: ACK again (§13.2.2.4)
+                self.layer.send_stateless(_clone(fork.ack), fork.destination)
+            return
+        try:
+            dialog = Dialog.as_uac(fork.invite, resp)
+        except RemoteProtocolError:
+            return
+        fork.dialog = dialog
+        ack = dialog.create_request("ACK", cseq=fork.invite.cseq.seq)
+        fork.ack = ack
+        self.layer.send_stateless(_clone(ack), fork.destination)
+        fork.state = LegState.UP
+        self._dialogs[(fork.call_id, fork.local_tag)] = fork
+        if call.state is not CallState.RINGING or call.b is not None:
+            # Another fork won, or the caller gave up: this one is not wanted (§16.7 step 5).
+            self._send_bye(fork, now)
+            return
+        call.b = fork
+        call.answered_at = now
+        call.move(CallState.ANSWERED)
+        for other in call.forks:
+            if other is not fork and other.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(other.invite_key, now)
+        a = call.a
+        ok = make_response(a.invite, 200, "OK", to_tag=a.local_tag)
+        ok.headers.add("Contact", f"<{self.contact_for(a.destination.transport)}>")
+        ok.headers.add("Allow", ALLOW)
+        if resp.body:
+            ok.headers.add("Content-Type", resp.headers.get("Content-Type") or "application/sdp")
+            ok.body = resp.body
+        try:
+            a.dialog = Dialog.as_uas(a.invite, a.local_tag, ok)
+        except RemoteProtocolError:
+            a.dialog = None
+        if a.dialog is not None:
+            self._dialogs[(a.call_id, a.local_tag)] = a
+        a.state = LegState.UP
+        self.layer.respond(a.invite_key, ok, now)
+        self._a_invites.pop(a.invite_key, None)
+        log.info("call %s: answered by %s", call.id, fork.invite.uri)
+        if a.dialog is None:
+            self._hangup(call, "caller gave no Contact", now)
+
+    def _fork_failed(self, fork: Leg, status: int, now: float) -> None:
+        call = fork.call
+        fork.state = LegState.FAILED
+        fork.status = status
+        if call.state is not CallState.RINGING:
+            self._maybe_finish(call)
+            return
+        if all(f.state is LegState.FAILED for f in call.forks):
+            best = min((f.status for f in call.forks), key=_status_rank)
+            reason = None
+            self._fail_call(call, best, reason, now, cause=f"{best}")
+
+    def _fail_call(
+        self, call: Call, status: int, reason: str | None, now: float, cause: str = ""
+    ) -> None:
+        """Give the caller a final error and stop every fork still ringing."""
+        call.end_cause = cause or reason or str(status)
+        a = call.a
+        self._reply(now, a.invite_key, a.invite, status, reason, to_tag=a.local_tag)
+        self._a_invites.pop(a.invite_key, None)
+        a.state = LegState.ENDED
+        call.move(CallState.ENDING)
+        for fork in call.forks:
+            if fork.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(fork.invite_key, now)
+        self._maybe_finish(call)
+
+    def _hangup(self, call: Call, cause: str, now: float, skip: Leg | None = None) -> None:
+        """End an established call: BYE on every leg that is still up."""
+        if call.state is CallState.ENDED:
+            return
+        call.end_cause = call.end_cause or cause
+        if call.state is CallState.RINGING:
+            self._fail_call(call, 480, "Temporarily Unavailable", now, cause)
+            return
+        call.move(CallState.ENDING)
+        self._a_invites.pop(call.a.invite_key, None)
+        for leg in call.legs():
+            if leg is not skip and leg.state is LegState.UP:
+                self._send_bye(leg, now)
+        self._maybe_finish(call)
+
+    def _send_bye(self, leg: Leg, now: float) -> None:
+        if leg.dialog is None:
+            leg.state = LegState.ENDED
+            return
+        bye = leg.dialog.create_request("BYE")
+        key = self.layer.send_request(bye, leg.destination, now)
+        self._pending[key] = _Pending(leg, "bye")
+        leg.state = LegState.ENDED  # ended as far as the call is concerned; BYE in flight
+
+    def _leg_ended(self, leg: Leg, now: float) -> None:
+        leg.state = LegState.ENDED
+        self._maybe_finish(leg.call)
+
+    def _maybe_finish(self, call: Call) -> None:
+        """Forget the call once no leg can still produce anything that needs its state."""
+        if call.state is not CallState.ENDING:
+            return
+        for leg in call.legs():
+            if leg.state in (LegState.UP, LegState.TRYING, LegState.EARLY):
+                return
+        for pending in self._pending.values():
+            if pending.leg.call is call and pending.purpose != "invite":
+                return  # a BYE is still under way
+        self._forget(call)
+
+    def _forget(self, call: Call) -> None:
+        call.move(CallState.ENDED)
+        self.calls.pop(call.id, None)
+        self._a_invites.pop(call.a.invite_key, None)
+        for leg in call.legs():
+            self._dialogs.pop((leg.call_id, leg.local_tag), None)
+        for key in [k for k, p in self._pending.items() if p.leg.call is call]:
+            del self._pending[key]
+        duration = ""
+        if call.answered_at is not None:
+            duration = f", answered {call.answered_at - call.created:.1f} s after start"
+        log.info("call %s ended: %s%s", call.id, call.end_cause or "normal", duration)
+
+    def _relay_response(self, pending: _Pending, resp: Response, now: float) -> None:
+        leg = pending.leg
+        origin = pending.origin_leg
+        if resp.status < 200 and (resp.status == 100 or pending.purpose == "reinvite"):
+            return
+        if pending.purpose == "reinvite" and resp.status >= 200:
+            leg.reinvite_pending = False
+            if origin is not None:
+                origin.reinvite_pending = False
+            if resp.status < 300 and leg.dialog is not None:
+                leg.dialog.confirm(resp)
+                ack = leg.dialog.create_request("ACK", cseq=resp.cseq.seq)
+                self.layer.send_stateless(ack, leg.destination)
+        if pending.origin_key is None or origin is None:
+            return
+        contact = None
+        if pending.purpose == "reinvite" and 200 <= resp.status < 300:
+            contact = self.contact_for(origin.destination.transport)
+        self._reply(
+            now,
+            pending.origin_key,
+            None,
+            resp.status,
+            resp.reason,
+            body=resp.body,
+            content_type=resp.headers.get("Content-Type"),
+            to_tag=origin.local_tag,
+            contact=contact,
+        )
+
+    def hangup_all(self, now: float) -> None:
+        """End every call (the grace time after SIGTERM is over)."""
+        for call in list(self.calls.values()):
+            self._hangup(call, "switch shutting down", now)
+
+
+def _clone(req: Request) -> Request:
+    """A copy whose Via the layer can set afresh (ACKs for 2xx are new transactions)."""
+    h = Headers([(n, v) for n, v in req.headers if n != "Via"])
+    return Request(req.method, req.uri, h, req.body)

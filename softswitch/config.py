@@ -1,0 +1,482 @@
+"""Process settings of the softswitch: listeners, users, registrar, security, calls, logging.
+
+The settings file is YAML (see ``configs/default.yaml``), loaded by
+:mod:`softswitch.yaml_loader`: every mistake is reported with ``file:line:col``, all of them
+at once, never as a traceback. The models below are the schema; their docstrings become the
+descriptions of the JSON Schema (``Settings.model_json_schema()``).
+
+Relative paths of TLS certificates and keys are resolved against the folder of the
+configuration file; the binding store path is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticKnownError
+
+from softswitch.yaml_loader import ConfigError, ConfigErrors, load_model, rule_violation
+
+__all__ = [
+    "AuthFailures",
+    "Calls",
+    "Flood",
+    "Http",
+    "Listener",
+    "Logging",
+    "Registrar",
+    "Security",
+    "Settings",
+    "Sip",
+    "User",
+    "check",
+    "load_settings",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Value types
+
+
+def _integer(value: Any) -> Any:
+    """YAML ``true`` is not a number, even though Python's bool is an int."""
+    if isinstance(value, bool):
+        raise PydanticKnownError("int_type")
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticKnownError("float_type")
+    return value
+
+
+def _text(value: Any) -> Any:
+    """Accept a plain decimal integer where text is expected (``username: 1001``).
+
+    The loader keeps integers written with leading zeros as their text, so this is exact.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _ip_literal(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"expected an IPv4 or IPv6 address, got {_quoted(value)}") from None
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _host(value: Any) -> str:
+    """A DNS host name (RFC 1123) or an IP address literal."""
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    try:
+        return _ip_literal(value)
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if name and len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return value
+    raise ValueError(f"expected a host name or an IP address, got {_quoted(value)}")
+
+
+def _network(value: Any) -> IPv4Network | IPv6Network:
+    if isinstance(value, IPv4Network | IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f'expected a network such as "192.168.1.0/24" or "2001:db8::/32", '
+            f"got {_quoted(value)}"
+        ) from None
+    raise ValueError(f'{_quoted(value)} has host bits set (did you mean "{loose}"?)')
+
+
+Integer = Annotated[int, BeforeValidator(_integer)]
+Number = Annotated[float, BeforeValidator(_number)]
+Port = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=65535)]
+IPLiteral = Annotated[str, PlainValidator(_ip_literal, json_schema_input_type=str)]
+Host = Annotated[str, PlainValidator(_host, json_schema_input_type=str)]
+Network = Annotated[IPv4Network | IPv6Network, PlainValidator(_network, json_schema_input_type=str)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------------
+# sip
+
+
+class Listener(_Section):
+    """A socket on which the switch receives SIP (RFC 3261 §18)."""
+
+    transport: Literal["udp", "tcp", "tls"]
+    """Transport protocol: udp, tcp or tls."""
+    address: IPLiteral = "127.0.0.1"
+    """IPv4 or IPv6 address to bind (a literal, not a host name); 0.0.0.0 or :: for all."""
+    port: Port = 5060
+    """Port to bind; 0 picks a free port. Default 5060, or 5061 for tls (RFC 3261 §26.2)."""
+    certificate: Path | None = None
+    """TLS only, required there: PEM certificate chain file (relative to the config folder)."""
+    key: Path | None = None
+    """TLS only, required there: PEM private key file (relative to the config folder)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data and data.get("transport") == "tls":
+            return {**data, "port": 5061}
+        return data
+
+    @field_validator("certificate", "key")
+    @classmethod
+    def _existing_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("config_dir")
+        path = value if value.is_absolute() or base is None else Path(base) / value
+        if not path.is_file():
+            raise ValueError(f'file "{value}" does not exist')
+        return path
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Listener:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name in ("certificate", "key"):
+            given = getattr(self, name) is not None
+            if self.transport == "tls" and not given:
+                problems.append(((name,), f'missing required key "{name}" (needed for tls)'))
+            elif self.transport != "tls" and given:
+                problems.append(((name,), 'only used with transport "tls"'))
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+
+class Sip(_Section):
+    """SIP listeners, identity and protocol limits."""
+
+    listeners: tuple[Listener, ...] = (Listener(transport="udp"),)
+    """Sockets to listen on, at least one (default: UDP on 127.0.0.1:5060)."""
+    advertised_address: Host | None = None
+    """Host or IP put in Via, Contact and Record-Route instead of the bound address (NAT)."""
+    domain: Host = "softswitch.local"
+    """The SIP domain served, also the digest realm (RFC 3261 §22.1)."""
+    max_message_size: Integer = Field(default=65535, ge=1024, le=16 * 1024 * 1024)
+    """Largest SIP message accepted, in bytes; larger ones are refused (513 / dropped)."""
+    max_headers: Integer = Field(default=128, ge=16, le=10_000)
+    """Most header fields accepted in one message."""
+    t1: Number = Field(default=0.5, gt=0, le=60)
+    """Timer T1, the round-trip time estimate, in seconds (RFC 3261 §17.1.1.1)."""
+    t2: Number = Field(default=4.0, gt=0, le=600)
+    """Timer T2, the longest retransmission interval, in seconds (RFC 3261 §17.1.2.2)."""
+    t4: Number = Field(default=5.0, gt=0, le=600)
+    """Timer T4, how long a message may stay in the network, in seconds (RFC 3261 §17.1.2.2)."""
+
+    @field_validator("listeners")
+    @classmethod
+    def _some_listener(cls, value: tuple[Listener, ...]) -> tuple[Listener, ...]:
+        # Checked here rather than with min_length, which pydantic also reports when an item
+        # is invalid.
+        if not value:
+            raise ValueError("needs at least one listener")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> Sip:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.t2 < self.t1:
+            blame = "t2" if "t2" in self.model_fields_set else "t1"
+            problems.append(((blame,), f"t2 ({self.t2:g}) must not be less than t1 ({self.t1:g})"))
+        seen: dict[tuple[str, str, int], int] = {}
+        for i, listener in enumerate(self.listeners):
+            if listener.port == 0:
+                continue
+            socket_kind = "udp" if listener.transport == "udp" else "tcp"
+            where = (socket_kind, listener.address, listener.port)
+            if where in seen:
+                problems.append(
+                    (
+                        ("listeners", i, "port"),
+                        f"{listener.address} port {listener.port} is already used by "
+                        f"listeners[{seen[where]}]",
+                    )
+                )
+            else:
+                seen[where] = i
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# http
+
+
+class Http(_Section):
+    """The HTTP and WebSocket API (admin, agents, metrics)."""
+
+    address: IPLiteral = "127.0.0.1"
+    """IPv4 or IPv6 address to bind."""
+    port: Port = 8080
+    """TCP port to bind; 0 picks a free port."""
+
+
+# --------------------------------------------------------------------------------------------
+# users
+
+_USERNAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]{1,64}")
+_HA1 = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{64}")
+
+
+class User(_Section):
+    """A SIP account that may register and place calls (digest authentication, RFC 7616)."""
+
+    username: Text
+    """User part of the address of record: digits or a SIP token; unique."""
+    password: Text | None = Field(default=None, min_length=1)
+    """Digest password. Give either password or ha1."""
+    ha1: str | None = None
+    """Precomputed digest HA1 = H(username:realm:password) with realm = sip.domain, in hex:
+    32 characters for MD5 or 64 for SHA-256. Give either password or ha1."""
+    display_name: Text | None = None
+    """Name shown to the called party."""
+    allowed_networks: tuple[Network, ...] = ()
+    """Networks (CIDR) the account may register and call from; empty means anywhere."""
+    max_contacts: Integer = Field(default=5, ge=1, le=100)
+    """Most simultaneous registered contacts (devices) for this account."""
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not _USERNAME.fullmatch(value):
+            raise ValueError(
+                "expected digits or a SIP token (letters, digits and - . ! % * _ + ` ' ~, "
+                f"at most 64), got {_quoted(value)}"
+            )
+        return value
+
+    @field_validator("ha1")
+    @classmethod
+    def _ha1(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _HA1.fullmatch(value):
+            raise ValueError(
+                f"expected 32 (MD5) or 64 (SHA-256) hexadecimal characters, got {_quoted(value)}"
+            )
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> User:
+        if self.password is None and self.ha1 is None:
+            raise rule_violation((("password",), 'missing required key "password" (or "ha1")'))
+        if self.password is not None and self.ha1 is not None:
+            raise rule_violation((("ha1",), 'give either "password" or "ha1", not both'))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# registrar
+
+
+class Registrar(_Section):
+    """REGISTER handling (RFC 3261 §10.3) and the health of registered contacts."""
+
+    min_expires: Integer = Field(default=60, ge=1)
+    """Shortest registration accepted, in seconds; shorter requests get 423 (§10.3 step 7)."""
+    max_expires: Integer = Field(default=3600, ge=1)
+    """Longest registration granted, in seconds; longer requests are shortened."""
+    default_expires: Integer = Field(default=3600, ge=1)
+    """Registration time granted when the request names none, in seconds."""
+    keepalive_interval: Integer = Field(default=30, ge=0)
+    """Seconds between OPTIONS probes of each registered contact; 0 turns probing off."""
+    keepalive_failures: Integer = Field(default=2, ge=1)
+    """Unanswered probes in a row after which a contact is removed."""
+    binding_store: str = Field(default="var/softswitch.db", min_length=1)
+    """SQLite file for registrations, relative to the working directory; ":memory:" keeps
+    them in memory only."""
+
+    @model_validator(mode="after")
+    def _expires_order(self) -> Registrar:
+        given = self.model_fields_set
+        lo, hi, dflt = self.min_expires, self.max_expires, self.default_expires
+
+        def shown(name: str, value: int) -> str:
+            return f"{name} ({value}{'' if name in given else ', the default'})"
+
+        if lo > hi:
+            blame = "max_expires" if "max_expires" in given else "min_expires"
+            text = f"{shown('min_expires', lo)} is greater than {shown('max_expires', hi)}"
+            raise rule_violation(((blame,), text))
+        if not lo <= dflt <= hi:
+            if "default_expires" in given:
+                blame = "default_expires"
+            else:
+                blame = "max_expires" if dflt > hi else "min_expires"
+            text = (
+                f"{shown('default_expires', dflt)} must lie between "
+                f"{shown('min_expires', lo)} and {shown('max_expires', hi)}"
+            )
+            raise rule_violation(((blame,), text))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# security
+
+
+class AuthFailures(_Section):
+    """Ban a source address after repeated failed authentications (brute force)."""
+
+    threshold: Integer = Field(default=5, ge=1)
+    """Failed authentications from one source address that trigger a ban."""
+    window: Integer = Field(default=60, ge=1)
+    """Seconds over which failures are counted."""
+    ban_time: Integer = Field(default=300, ge=1)
+    """Seconds a banned source stays banned."""
+
+
+class Flood(_Section):
+    """Ban a source address that sends too many requests (flood)."""
+
+    max_requests_per_second: Integer = Field(default=200, ge=1)
+    """Requests per second accepted from one source address."""
+    ban_time: Integer = Field(default=60, ge=1)
+    """Seconds a flooding source stays banned."""
+
+
+class Security(_Section):
+    """Protection against brute force, floods and resource exhaustion."""
+
+    auth_failures: AuthFailures = Field(default_factory=AuthFailures)
+    """Brute-force protection."""
+    flood: Flood = Field(default_factory=Flood)
+    """Flood protection."""
+    max_transactions_per_source: Integer = Field(default=200, ge=1)
+    """Open server transactions allowed per source address."""
+    trusted_networks: tuple[Network, ...] = ()
+    """Networks (CIDR) never banned, e.g. your SBC or the loopback for load tests."""
+    nonce_ttl: Integer = Field(default=300, ge=1)
+    """Seconds a digest nonce stays valid (RFC 7616 §3.3)."""
+
+
+# --------------------------------------------------------------------------------------------
+# calls and logging
+
+
+class Calls(_Section):
+    """Call handling limits."""
+
+    ring_timeout: Integer = Field(default=60, ge=1)
+    """Seconds a (forked) INVITE rings before it is given up (408 / 480)."""
+    shutdown_grace: Integer = Field(default=30, ge=0)
+    """Seconds established calls may continue after SIGTERM before they are hung up."""
+    max_calls: Integer = Field(default=10000, ge=1)
+    """Most simultaneous calls; more are refused with 503."""
+
+
+class Logging(_Section):
+    """Log output."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """Lowest level written."""
+    format: Literal["text", "json"] = "text"
+    """text for people, json (one object per line) for log collectors."""
+
+
+# --------------------------------------------------------------------------------------------
+# the whole file
+
+
+class Settings(_Section):
+    """Settings of one softswitch process."""
+
+    sip: Sip = Field(default_factory=Sip)
+    """SIP listeners, identity and protocol limits."""
+    http: Http = Field(default_factory=Http)
+    """The HTTP and WebSocket API."""
+    users: tuple[User, ...] = ()
+    """SIP accounts."""
+    registrar: Registrar = Field(default_factory=Registrar)
+    """REGISTER handling."""
+    security: Security = Field(default_factory=Security)
+    """Bans and limits."""
+    calls: Calls = Field(default_factory=Calls)
+    """Call handling limits."""
+    logging: Logging = Field(default_factory=Logging)
+    """Log output."""
+
+    @model_validator(mode="after")
+    def _unique_usernames(self) -> Settings:
+        first: dict[str, int] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, user in enumerate(self.users):
+            j = first.setdefault(user.username, i)
+            if j != i:
+                text = f'duplicate username "{user.username}" (also users[{j}])'
+                problems.append((("users", i, "username"), text))
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+    @cached_property
+    def users_by_name(self) -> Mapping[str, User]:
+        """The users by username (case-sensitive, as SIP user parts are: RFC 3261 §19.1.4)."""
+        return MappingProxyType({user.username: user for user in self.users})
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Load and validate a settings file; raises :class:`ConfigErrors` listing every mistake."""
+    config_dir = Path(path).resolve().parent
+    return load_model(Settings, path, context={"config_dir": config_dir})
+
+
+def check(path: str | Path) -> list[ConfigError]:
+    """Every mistake in a settings file (an empty list when it is valid)."""
+    try:
+        load_settings(path)
+    except ConfigErrors as exc:
+        return exc.errors
+    return []

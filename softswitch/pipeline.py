@@ -1,0 +1,352 @@
+"""The request pipeline, fixed in code (ARCHITECTURE.md, "The request pipeline").
+
+sanity and size limits -> flood and ban check -> NAT fix-up (rport, received; in the transaction
+layer) -> in-dialog requests to their dialog -> authentication and source ACL -> routing ->
+the action executor (registrar or B2BUA). Admins configure thresholds, never the order.
+
+``SipEngine`` is synchronous: the asyncio shell feeds it bytes with the time, drains what it has
+to send, and re-arms one timer from ``next_deadline``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from softswitch.b2bua.service import ALLOW, B2bua
+from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar
+from softswitch.security.acl import NetworkAcl
+from softswitch.security.bans import BanList
+from softswitch.sip.auth import DigestAuthenticator, parse_auth_params
+from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.events import (
+    AckReceived,
+    AckTimedOut,
+    Address,
+    InviteCancelled,
+    Outgoing,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
+from softswitch.sip.message import Request, make_response
+from softswitch.sip.txn_layer import TransactionLayer
+from softswitch.sip.uri import AbsoluteUri, SipUri, TelUri
+
+log = logging.getLogger("softswitch.pipeline")
+
+SUPPORTED_EXTENSIONS = frozenset({"path", "outbound"})
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "MESSAGE",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "REFER",
+        "PRACK",
+        "PUBLISH",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A user as the pipeline needs it: HA1 per algorithm and where it may come from."""
+
+    username: str
+    ha1: Mapping[str, str]  # algorithm ("MD5", "SHA-256") -> HA1 hex
+    acl: NetworkAcl = field(default_factory=lambda: NetworkAcl(()))
+    display_name: str = ""
+
+
+class SipEngine:
+    """The switch's SIP behaviour as one synchronous object."""
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        *,
+        accounts: Mapping[str, Account],
+        authenticator: DigestAuthenticator,
+        bans: BanList,
+        registrar: Registrar,
+        b2bua: B2bua,
+        keepalive: KeepAlive | None = None,
+        on_bindings_changed: Callable[[BindingsChanged], None] = lambda c: None,
+        max_transactions_per_source: int = 200,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.layer = layer
+        self.accounts = accounts
+        self.auth = authenticator
+        self.bans = bans
+        self.registrar = registrar
+        self.b2bua = b2bua
+        self.keepalive = keepalive
+        self.on_bindings_changed = on_bindings_changed
+        self.max_per_source = max_transactions_per_source
+        self.wall_clock = wall_clock
+        self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        """One message from the network (a datagram, or a framed message from a stream)."""
+        self.stats["received"] += 1
+        ip = source.host
+        bans = self.bans
+        if bans.is_banned(ip, now):
+            self.stats["dropped_banned"] += 1
+            return
+        banned = bans.record_request(ip, now)
+        if banned is not None:
+            log.warning("banned %s for %.0f s: %s", ip, banned.until - now, banned.reason)
+            return
+        self.layer.receive_data(data, source, now)
+        self._dispatch(now)
+
+    def handle_timer(self, now: float) -> None:
+        self.layer.handle_timer(now)
+        self.b2bua.handle_timer(now)
+        self.auth.handle_timer(now)
+        for unbanned in self.bans.handle_timer(now):
+            log.info("unbanned %s", unbanned.ip)
+        wall = self.wall_clock()
+        changed = self.registrar.expire(wall)
+        if changed is not None:
+            self.on_bindings_changed(changed)
+        if self.keepalive is not None:
+            deadline = self.keepalive.next_deadline()
+            if deadline is not None and deadline <= now:
+                self.keepalive.handle_timer(now, wall, list(self.registrar.table.all()))
+        self._dispatch(now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            self.layer.next_deadline(),
+            self.b2bua.next_deadline(),
+            self.auth.next_deadline(),
+            self.bans.next_deadline(),
+            self.keepalive.next_deadline() if self.keepalive is not None else None,
+        ]
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    def next_wall_deadline(self) -> float | None:
+        """Wall-clock instant of the next binding expiry (the shell converts it)."""
+        return self.registrar.table.next_deadline()
+
+    def take_outgoing(self) -> list[Outgoing]:
+        return self.layer.take_outgoing()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> None:
+        b2bua = self.b2bua
+        # Handling an event can produce more (a response handled may send a request whose
+        # transport fails at once), so drain until quiet.
+        for _ in range(8):
+            events = self.layer.take_events()
+            if not events:
+                return
+            for event in events:
+                if isinstance(event, RequestReceived):
+                    self._on_request(event, now)
+                elif isinstance(event, ResponseReceived):
+                    if not b2bua.on_response(event, now) and self.keepalive is not None:
+                        self.keepalive.on_response(event)
+                elif isinstance(event, TransactionTimedOut):
+                    if not b2bua.on_timeout(event, now) and self.keepalive is not None:
+                        self.keepalive.on_timeout(event)
+                elif isinstance(event, AckReceived):
+                    b2bua.on_ack(event, now)
+                elif isinstance(event, InviteCancelled):
+                    b2bua.on_cancelled(event, now)
+                elif isinstance(event, AckTimedOut):
+                    b2bua.on_ack_timeout(event, now)
+
+    def _reply(
+        self,
+        event: RequestReceived,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        now: float = 0.0,
+    ) -> None:
+        resp = make_response(event.request, status, reason, to_tag=self._tag(event.request))
+        for name, value in headers:
+            resp.headers.add(name, value)
+        self.layer.respond(event.key, resp, now)
+
+    @staticmethod
+    def _tag(req: Request) -> str:
+        # A stable local tag for stateless-style answers, so retransmissions match (§8.2.6.2).
+        return format(abs(hash((req.call_id, req.cseq.seq))) & 0xFFFFFFFF, "x")
+
+    def _on_request(self, event: RequestReceived, now: float) -> None:
+        req = event.request
+        method = req.method
+        # §8.2.2.1: Request-URI scheme
+        if isinstance(req.uri, AbsoluteUri):
+            self._reply(event, 416, now=now)
+            return
+        # §8.2.2.3: Require with extensions we do not support
+        if method not in ("CANCEL", "ACK"):
+            unsupported = [
+                opt
+                for opt in (o.strip() for o in req.headers.get_all("Require"))
+                if opt and opt.lower() not in SUPPORTED_EXTENSIONS
+            ]
+            if unsupported:
+                self._reply(event, 420, now=now, headers=(("Unsupported", ", ".join(unsupported)),))
+                return
+        if req.to.tag is not None:
+            if not self.b2bua.on_in_dialog(event, now):
+                self._reply(event, 481, now=now)
+            return
+        if method == "OPTIONS":
+            self._reply(
+                event,
+                200,
+                now=now,
+                headers=(
+                    ("Allow", ALLOW + ", REGISTER"),
+                    ("Accept", "application/sdp"),
+                    ("Supported", "path, outbound"),
+                ),
+            )
+            return
+        if method == "REGISTER":
+            self._register(event, now)
+            return
+        if method == "INVITE":
+            self._invite(event, now)
+            return
+        if method in ("BYE", "PRACK", "UPDATE", "INFO"):
+            self._reply(event, 481, now=now)
+            return
+        if method in KNOWN_METHODS:
+            self._reply(event, 405, now=now, headers=(("Allow", ALLOW + ", REGISTER"),))
+            return
+        self._reply(event, 501, now=now, headers=(("Allow", ALLOW + ", REGISTER"),))
+
+    # -- authentication ------------------------------------------------------------------------
+
+    def _authenticate(self, event: RequestReceived, proxy: bool, now: float) -> str | None:
+        """The authenticated username, or None after answering 401/407 (RFC 3261 §22)."""
+        req = event.request
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        credentials = None
+        for value in req.headers.rows(header):
+            if value.lower().startswith("digest") and _realm_of(value) == self.auth.realm:
+                credentials = value
+                break
+        stale = False
+        ip = event.source.host
+        if credentials is not None:
+            result = self.auth.verify(req.method, credentials, self._lookup_ha1, now, req.body)
+            if result.ok and result.username is not None:
+                account = self.accounts[result.username]
+                if not account.acl.allows(ip):
+                    log.warning(
+                        "%s %s from %s refused: source network not allowed for %s",
+                        req.method,
+                        req.uri,
+                        event.source,
+                        result.username,
+                    )
+                    self._reply(event, 403, "Source Network Not Allowed", now=now)
+                    return None
+                return result.username
+            stale = result.stale
+            if not stale:
+                self.stats["auth_failures"] += 1
+                log.warning(
+                    "authentication failed for %r from %s: %s",
+                    result.username,
+                    event.source,
+                    result.reason,
+                )
+                banned = self.bans.record_auth_failure(ip, now)
+                if banned is not None:
+                    log.warning("banned %s for %.0f s: %s", ip, banned.until - now, banned.reason)
+        status = 407 if proxy else 401
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        challenges = tuple((name, c) for c in self.auth.challenge(now, stale=stale))
+        self._reply(event, status, now=now, headers=challenges)
+        return None
+
+    def _lookup_ha1(self, username: str, realm: str, algorithm: str) -> str | None:
+        account = self.accounts.get(username)
+        if account is None:
+            return None
+        return account.ha1.get(algorithm)
+
+    # -- methods -------------------------------------------------------------------------------
+
+    def _register(self, event: RequestReceived, now: float) -> None:
+        user = self._authenticate(event, proxy=False, now=now)
+        if user is None:
+            return
+        resp, changed = self.registrar.register(
+            event.request, user, event.source, self.wall_clock()
+        )
+        self.layer.respond(event.key, resp, now)
+        if changed is not None:
+            self.on_bindings_changed(changed)
+
+    def _invite(self, event: RequestReceived, now: float) -> None:
+        req = event.request
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            self._reply(event, 483, now=now)
+            return
+        ctype = req.content_type
+        if req.body and ctype not in (None, "application/sdp", "multipart/mixed"):
+            self._reply(event, 415, now=now, headers=(("Accept", "application/sdp"),))
+            return
+        accept = [a.split(";")[0].strip().lower() for a in req.headers.get_all("Accept")]
+        if accept and not any(a in ("application/sdp", "application/*", "*/*") for a in accept):
+            self._reply(event, 406, now=now, headers=(("Accept", "application/sdp"),))
+            return
+        if self.b2bua.draining:
+            self._reply(event, 503, "Shutting Down", now=now, headers=(("Retry-After", "30"),))
+            return
+        user = self._authenticate(event, proxy=True, now=now)
+        if user is None:
+            return
+        from_uri = req.from_.uri
+        if not isinstance(from_uri, SipUri) or from_uri.user != user:
+            log.warning("INVITE from %s: %s may not call as %s", event.source, user, from_uri)
+            self._reply(event, 403, "From Does Not Match Credentials", now=now)
+            return
+        callee = _dialled(req)
+        if callee is None or callee not in self.accounts:
+            self._reply(event, 404, now=now)
+            return
+        bindings = self.registrar.lookup(callee, self.wall_clock())
+        self.b2bua.start_call(event, user, callee, bindings, now)
+
+
+def _realm_of(value: str) -> str | None:
+    try:
+        return parse_auth_params(value)[1].get("realm")
+    except RemoteProtocolError:
+        return None
+
+
+def _dialled(req: Request) -> str | None:
+    uri = req.uri
+    if isinstance(uri, SipUri):
+        return uri.user
+    if isinstance(uri, TelUri):
+        return uri.digits.lstrip("+")
+    return None

@@ -1,0 +1,261 @@
+"""Whole calls through the real engine, in memory, with a fake clock.
+
+After every scenario, the switch's tables (calls, dialogs, pending transactions, transactions)
+must be empty again once the RFC 3261 timers have run out.
+"""
+
+from __future__ import annotations
+
+from softswitch.sip.message import Request, Response, parse_message
+
+from .network import SWITCH, Network, Phone
+
+
+def setup_pair() -> tuple[Network, Phone, Phone]:
+    net = Network()
+    alice = net.add_phone("1001", 5071)
+    bob = net.add_phone("1002", 5072)
+    alice.register()
+    bob.register()
+    net.run_until(lambda: alice.registered and bob.registered, 5)
+    return net, alice, bob
+
+
+def assert_drained(net: Network) -> None:
+    net.run(net.now + 40)  # longer than 64*T1: every transaction timer has fired
+    assert net.tables() == {"calls": 0, "dialogs": 0, "pending": 0, "invites": 0, "transactions": 0}
+
+
+def test_register_and_basic_call_then_everything_drains() -> None:
+    net, alice, bob = setup_pair()
+    assert len(net.engine.registrar.table) == 2
+    alice.call("1002")
+    net.run_until(lambda: bob.call_state == "ringing-in")
+    net.run_until(lambda: alice.call_state == "ringing")
+    bob.answer()
+    net.run_until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    assert alice.final_status == 200
+    # the SDP of each side reached the other unchanged (no anchoring in this layer yet)
+    ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    assert ok.body == b"v=0\r\ns=callee\r\n"
+    assert net.engine.b2bua.table_sizes["calls"] == 1
+    alice.hangup()
+    net.run_until(lambda: alice.call_state == "ended" and bob.bye_received)
+    assert_drained(net)
+
+
+def test_callee_hangs_up() -> None:
+    net, alice, bob = setup_pair()
+    bob.auto_answer = 200
+    alice.call("1002")
+    net.run_until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    bob.hangup()
+    net.run_until(lambda: bob.call_state == "ended" and alice.bye_received)
+    assert_drained(net)
+
+
+def test_lost_ack_is_recovered_by_2xx_retransmission() -> None:
+    net, alice, bob = setup_pair()
+    bob.auto_answer = 200
+    dropped: list[float] = []
+
+    def drop_first_ack(data: bytes, src: object, dst: object) -> bool:
+        # the ACK for the 2xx (CSeq 2: the INVITE resent with credentials after the 407)
+        if data.startswith(b"ACK ") and b"CSeq: 2 ACK" in data and not dropped:
+            dropped.append(net.now)
+            return True
+        return False
+
+    net.drop = drop_first_ack
+    alice.call("1002")
+    net.run_until(lambda: len(dropped) == 1)
+    # The switch retransmits its 200 after T1; alice ACKs the retransmission (§13.3.1.4).
+    net.run_until(
+        lambda: sum(1 for t, s, d, data in net.log if s == alice.address and b"CSeq: 2 ACK" in data)
+        >= 2,
+        3,
+    )
+    oks = [
+        t
+        for t, s, d, data in net.log
+        if s == SWITCH
+        and d == alice.address
+        and data.startswith(b"SIP/2.0 200")
+        and b"INVITE" in data.split(b"CSeq:")[1][:20]
+    ]
+    assert len(oks) >= 2 and 0.45 <= oks[1] - oks[0] <= 0.6
+    net.run(net.now + 1)
+    call = next(iter(net.engine.b2bua.calls.values()))
+    assert call.state.value == "confirmed"
+    alice.hangup()
+    net.run_until(lambda: alice.call_state == "ended" and bob.bye_received)
+    assert_drained(net)
+
+
+def test_ack_never_arrives_ends_the_call_with_bye() -> None:
+    net, alice, bob = setup_pair()
+    bob.auto_answer = 200
+    net.drop = lambda data, src, dst: b"CSeq: 2 ACK" in data and src == alice.address
+    alice.call("1002")
+    net.run_until(lambda: bob.bye_received, 40)
+    assert net.now >= 32  # 64*T1 of retransmitting the 200 first
+    assert_drained(net)
+
+
+def test_cancel_before_answer_gives_487_and_cancels_the_fork() -> None:
+    net, alice, bob = setup_pair()
+    alice.call("1002")
+    net.run_until(lambda: alice.call_state == "ringing")
+    alice.cancel()
+    net.run_until(lambda: alice.final_status == 487 and bob.cancelled)
+    assert_drained(net)
+
+
+def test_cancel_200_race_switch_sees_200_first() -> None:
+    """The callee's 200 reaches the switch before the caller's CANCEL does."""
+    net, alice, bob = setup_pair()
+    alice.call("1002")
+    net.run_until(lambda: alice.call_state == "ringing")
+    bob.answer()  # 200 leaves bob now
+    alice.cancel()  # CANCEL leaves alice at the same instant
+    net.run_until(lambda: alice.final_status is not None, 5)
+    # The 200 won: the CANCEL has no effect (§9.2); the caller ends the call with BYE.
+    assert alice.final_status == 200
+    alice.hangup()
+    net.run_until(lambda: alice.call_state == "ended" and bob.bye_received)
+    assert_drained(net)
+
+
+def test_cancel_200_race_switch_sees_cancel_first() -> None:
+    """The caller's CANCEL reaches the switch while the callee's 200 is on the wire."""
+    net, alice, bob = setup_pair()
+    alice.call("1002")
+    net.run_until(lambda: alice.call_state == "ringing")
+    # Delay bob's 200 so that it crosses the CANCEL the switch sends to bob.
+    alice.cancel()
+    net.run_until(
+        lambda: any(data.startswith(b"CANCEL ") and s == SWITCH for _, s, _, data in net.log), 2
+    )
+    bob.answer()
+    net.run_until(lambda: alice.final_status == 487, 5)
+    # The switch ACKs the late 200 and ends bob's leg with BYE (§16.7 step 5 behaviour).
+    net.run_until(lambda: bob.bye_received, 5)
+    assert_drained(net)
+
+
+def test_busy_callee_gives_486_to_caller() -> None:
+    net, alice, bob = setup_pair()
+    bob.auto_answer = 486
+    alice.call("1002")
+    net.run_until(lambda: alice.final_status is not None)
+    assert alice.final_status == 486
+    assert_drained(net)
+
+
+def test_forking_to_two_contacts_first_answer_wins() -> None:
+    net, alice, bob = setup_pair()
+    bob2 = net.add_phone("1002", 5073)
+    bob2.register()
+    net.run_until(lambda: bob2.registered)
+    alice.call("1002")
+    net.run_until(lambda: bob.call_state == "ringing-in" and bob2.call_state == "ringing-in")
+    bob2.answer()
+    net.run_until(lambda: alice.call_state == "confirmed" and bob.cancelled)
+    alice.hangup()
+    net.run_until(lambda: bob2.bye_received)
+    assert not bob.bye_received
+    assert_drained(net)
+
+
+def test_unknown_number_404_and_unregistered_user_480() -> None:
+    net, alice, _ = setup_pair()
+    alice.call("9999")
+    net.run_until(lambda: alice.final_status is not None)
+    assert alice.final_status == 404
+    alice.final_status = None
+    alice.call("1003")
+    net.run_until(lambda: alice.final_status is not None)
+    assert alice.final_status == 480
+    assert_drained(net)
+
+
+def test_no_answer_gives_408_after_ring_timeout() -> None:
+    net, alice, bob = setup_pair()
+    alice.call("1002")
+    net.run_until(lambda: alice.final_status is not None, 70)
+    assert alice.final_status == 408
+    assert 59 <= net.now <= 62
+    assert bob.cancelled
+    assert_drained(net)
+
+
+def test_reinvite_is_relayed_to_the_other_leg() -> None:
+    net, alice, bob = setup_pair()
+    bob.auto_answer = 200
+    alice.call("1002")
+    net.run_until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    assert alice.dialog is not None
+    reinvite = alice.dialog.create_request(
+        "INVITE",
+        body=b"v=0\r\ns=hold\r\n",
+        content_type="application/sdp",
+        extra=[("Contact", "<sip:1001@127.0.0.1:5071>")],
+    )
+    seq = reinvite.cseq.seq
+    alice.layer.send_request(reinvite, SWITCH, net.now)
+    alice._flush()
+    net.run_until(
+        lambda: any(
+            r.cseq.method == "INVITE" and r.cseq.seq == seq and r.status == 200
+            for r in alice.responses
+        ),
+        5,
+    )
+    reply = next(r for r in alice.responses if r.cseq.seq == seq and r.status == 200)
+    assert reply.body == b"v=0\r\ns=callee\r\n"  # bob's answer to the re-offer, relayed back
+    seen = [parse_message(d) for _, s, dst, d in net.log if dst == bob.address]
+    relayed = [m for m in seen if isinstance(m, Request) and m.method == "INVITE" and m.to.tag]
+    assert relayed and relayed[-1].body == b"v=0\r\ns=hold\r\n"
+    alice.hangup()
+    net.run_until(lambda: bob.bye_received)
+    assert_drained(net)
+
+
+def test_stray_bye_gets_481() -> None:
+    net, alice, _ = setup_pair()
+    from softswitch.sip.dialog import Dialog
+    from softswitch.sip.uri import SipUri
+
+    d = Dialog(
+        "nope",
+        "a",
+        "b",
+        "<sip:1001@softswitch.local>",
+        "<sip:x@softswitch.local>",
+        1,
+        None,
+        SipUri("127.0.0.1", port=5060),
+    )
+    alice.layer.send_request(d.create_request("BYE"), SWITCH, net.now)
+    alice._flush()
+    net.run(net.now + 1)
+    assert any(isinstance(r, Response) and r.status == 481 for r in alice.responses)
+
+
+def test_wrong_password_is_answered_like_unknown_user_and_bans_after_threshold() -> None:
+    net = Network()
+    mallory = net.add_phone("1001", 5090)
+    mallory.password = "wrong"
+    ghost = net.add_phone("7777", 5091)
+    for phone in (mallory, ghost):
+        phone.register()
+    net.run(net.now + 2)
+    m_last = [r for r in mallory.responses if r.cseq.method == "REGISTER"][-1]
+    g_last = [r for r in ghost.responses if r.cseq.method == "REGISTER"][-1]
+    assert (m_last.status, m_last.reason) == (g_last.status, g_last.reason) == (401, "Unauthorized")
+    assert sorted(n for n, _ in m_last.headers) == sorted(n for n, _ in g_last.headers)
+    threshold = net.settings.security.auth_failures.threshold
+    for _ in range(threshold):
+        mallory.register()
+        net.run(net.now + 1)
+    assert net.engine.bans.is_banned("127.0.0.1", net.now)
