@@ -71,6 +71,7 @@ def build_engine(
         token,
         timers=Timers(s.sip.t1, s.sip.t2, s.sip.t4),
         limits=Limits(s.sip.max_message_size, s.sip.max_headers),
+        max_per_source=s.security.max_transactions_per_source,
         user_agent=f"softswitch/{VERSION}",
     )
 
@@ -117,7 +118,12 @@ def build_engine(
         ban_time=sec.auth_failures.ban_time,
         trusted=[str(n) for n in sec.trusted_networks],
     )
-    authenticator = DigestAuthenticator(realm=s.sip.domain, secret=secret, nonce_ttl=sec.nonce_ttl)
+    authenticator = DigestAuthenticator(
+        realm=s.sip.domain,
+        secret=secret,
+        nonce_ttl=sec.nonce_ttl,
+        algorithms=tuple(sec.digest_algorithms),
+    )
     return SipEngine(
         layer,
         accounts=accounts,

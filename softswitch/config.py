@@ -28,12 +28,19 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticKnownError
 
-from softswitch.yaml_loader import ConfigError, ConfigErrors, load_model, rule_violation
+from softswitch.yaml_loader import (
+    ConfigError,
+    ConfigErrors,
+    load_model,
+    rule_violation,
+    validate_with_rules,
+)
 
 __all__ = [
     "AuthFailures",
@@ -400,6 +407,11 @@ class Security(_Section):
     """Networks (CIDR) never banned, e.g. your SBC or the loopback for load tests."""
     nonce_ttl: Integer = Field(default=300, ge=1)
     """Seconds a digest nonce stays valid (RFC 7616 §3.3)."""
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
+        default=("SHA-256", "MD5"), min_length=1
+    )
+    """Digest algorithms offered, one challenge each, SHA-256 first (RFC 8760). Some UAs read
+    only the first challenge and know only MD5 (SIPp among them): list just MD5 for them."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,23 +460,34 @@ class Settings(_Section):
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 
-    @model_validator(mode="after")
-    def _unique_usernames(self) -> Settings:
+    @field_validator("users", mode="wrap")
+    @classmethod
+    def _unique_usernames(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         first: dict[str, int] = {}
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, user in enumerate(self.users):
-            j = first.setdefault(user.username, i)
+        for i, item in enumerate(value if isinstance(value, list | tuple) else ()):
+            name = _raw_username(item)
+            if name is None:
+                continue
+            j = first.setdefault(name, i)
             if j != i:
-                text = f'duplicate username "{user.username}" (also users[{j}])'
-                problems.append((("users", i, "username"), text))
-        if problems:
-            raise rule_violation(*problems)
-        return self
+                problems.append(((i, "username"), f'duplicate username "{name}" (also users[{j}])'))
+        return validate_with_rules(handler, value, problems)
 
     @cached_property
     def users_by_name(self) -> Mapping[str, User]:
         """The users by username (case-sensitive, as SIP user parts are: RFC 3261 §19.1.4)."""
         return MappingProxyType({user.username: user for user in self.users})
+
+
+def _raw_username(item: Any) -> str | None:
+    """The username of a user entry before validation, as validation will normalise it."""
+    if isinstance(item, User):
+        return item.username
+    name = item.get("username") if isinstance(item, dict) else None
+    if isinstance(name, int) and not isinstance(name, bool):
+        return str(name)
+    return name if isinstance(name, str) else None
 
 
 def load_settings(path: str | Path) -> Settings:

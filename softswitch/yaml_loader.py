@@ -5,18 +5,24 @@ The admin's YAML is the admin's responsibility, so every mistake in it is report
 written for a person, never as a traceback. All mistakes found in one pass are reported
 together in :class:`ConfigErrors`.
 
-Loading (:func:`load_yaml`) uses ruamel.yaml's round-trip constructor, so every mapping and
-sequence keeps the line and column of its keys and items (``.lc.key(k)``, ``.lc.value(k)``,
-``.lc.item(i)``). The libyaml-based parser is used when available (it is several times faster
-than the pure-Python scanner); comments are not needed and are not kept.
+:func:`load_yaml` reads a file with ruamel.yaml's parser (libyaml when available, else the
+pure-Python one) and builds plain Python values straight from the parser's events, recording
+the line and column of every mapping key, mapping value and sequence item on the way, much as
+ruamel's round-trip ``.lc`` does (:meth:`YamlDocument.position` gives them back). Building from
+events instead of through ruamel's constructors loads about five times faster, and the nesting
+limit is enforced while parsing, before libyaml's composer could recurse out of C stack.
 
-YAML rules on top of YAML 1.2:
+YAML rules (YAML 1.2 core schema, with these choices):
 
 * duplicate keys in a mapping are errors, reported at the second key;
 * an integer is an integer only when written in plain decimal (``5060``, ``-1``). Anything
-  else that YAML would read as an integer (``0123``, ``0x1F``, ``0o17``, ``1_000``) is kept as
-  the text written, so a dialled number or PIN with a leading zero is never changed. Numeric
+  else that YAML would read as an integer (``0123``, ``0x1F``, ``0o17``, ``+5``) is kept as the
+  text written, so a dialled number or PIN with a leading zero is never changed; numeric
   settings still accept ``0123`` (as 123) because validation parses the text;
+* dates and times stay text (models parse them where they expect them);
+* anchors, aliases and merge keys (``<<: *defaults``) work; an alias may not refer to the
+  mapping or list that contains it, and a document may expand to at most
+  :data:`MAX_VALUES` values;
 * ``!env NAME`` is replaced by the value of environment variable NAME (a string); an unset
   variable is an error;
 * ``!include relative/file.yaml`` is replaced by the content of that file, which must lie
@@ -24,20 +30,21 @@ YAML rules on top of YAML 1.2:
   links are followed). Errors inside an included file name that file and its positions;
 * any other tag is an error.
 
-Validation (:func:`validate`) turns the tree into plain Python values and runs a pydantic v2
-model over it, mapping each pydantic error location back to a position: the value's position
-for a bad value, the key's position for an unknown key, the enclosing mapping's position for a
-missing key. Models raise :func:`rule_violation` from their validators to report cross-field
-rules at the key that is wrong.
+:func:`validate` runs a pydantic v2 model over the plain values and maps each pydantic error
+location back to a position: the value's position for a bad value, the key's position for an
+unknown key, the enclosing mapping's position for a missing key. Models raise
+:func:`rule_violation` from their validators to report cross-field rules at the key that is
+wrong.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -45,16 +52,20 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticCustomError
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, CommentedSet, TaggedScalar
-from ruamel.yaml.composer import Composer
-from ruamel.yaml.constructor import RoundTripConstructor
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import Node, ScalarNode
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from ruamel.yaml.parser import Parser
-from ruamel.yaml.reader import Reader, ReaderError
-from ruamel.yaml.resolver import VersionedResolver
-from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.reader import Reader
 from ruamel.yaml.scanner import Scanner
 
 try:
@@ -73,6 +84,7 @@ __all__ = [
     "load_yaml",
     "rule_violation",
     "validate",
+    "validate_with_rules",
 ]
 
 Loc = tuple[str | int, ...]
@@ -82,17 +94,14 @@ M = TypeVar("M", bound=BaseModel)
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """Largest configuration file read, included files counted one by one."""
-MAX_VALUES = 1_000_000
-"""Most values a document may expand to (aliases included): stops alias bombs."""
+MAX_VALUES = 2_000_000
+"""Most values a document may expand to, aliases and includes counted: stops alias bombs."""
 MAX_DEPTH = 100
 """Deepest nesting of mappings and sequences accepted."""
 MAX_INCLUDE_DEPTH = 16
 """Deepest chain of ``!include`` accepted."""
 MAX_INCLUDED_FILES = 256
 """Most ``!include`` tags resolved for one configuration file."""
-
-_DECIMAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
-_INT_TAG = "tag:yaml.org,2002:int"
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,171 +161,464 @@ def rule_violation(*problems: tuple[Loc, str]) -> PydanticCustomError:
     )
 
 
+def validate_with_rules(
+    handler: Callable[[Any], Any], value: Any, problems: Sequence[tuple[Loc, str]]
+) -> Any:
+    """For a ``mode="wrap"`` validator: validate ``value`` and report ``problems`` too.
+
+    A model validator only runs once every field is valid; a rule checked on the raw input in a
+    wrap validator is reported together with the errors inside the field (e.g. a duplicate
+    username alongside a bad password elsewhere in the list). Locations are relative to the
+    field.
+    """
+    extra = [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                "config_rule", "{summary}", {"summary": message, "problems": ((loc, message),)}
+            ),
+            loc=(),
+            input=value,
+        )
+        for loc, message in problems
+    ]
+    try:
+        result = handler(value)
+    except ValidationError as exc:
+        inner = [
+            InitErrorDetails(
+                type=PydanticCustomError(err["type"], err["msg"], err.get("ctx")),
+                loc=err["loc"],
+                input=err["input"],
+            )
+            for err in exc.errors(include_url=False)
+        ]
+        raise ValidationError.from_exception_data(exc.title, inner + extra) from None
+    if extra:
+        raise ValidationError.from_exception_data("rules", extra)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Scalars (YAML 1.2 core schema, decimal-only integers)
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_SPECIAL_FLOATS = {
+    f"{sign}.{word}": sign_value * math.inf
+    for sign, sign_value in (("", 1.0), ("+", 1.0), ("-", -1.0))
+    for word in ("inf", "Inf", "INF")
+} | {".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan}
+_DECIMAL_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,300})")
+_FLOAT = re.compile(
+    r"[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+)
+_NUMBER_START = frozenset("0123456789-+.")
+_WORD_START = frozenset("~nNtTfF")
+
+
+def _plain_scalar(text: str) -> Any:
+    """The value of an untagged plain scalar."""
+    if not text:
+        return None
+    first = text[0]
+    if first in _NUMBER_START:
+        if _DECIMAL_INT.fullmatch(text):
+            return int(text)
+        if _FLOAT.fullmatch(text):
+            return float(text)
+        return _SPECIAL_FLOATS.get(text, text)
+    if first in _WORD_START:
+        if text in _NULLS:
+            return None
+        return _BOOLS.get(text, text)
+    return text
+
+
+class _TagProblem(Exception):
+    pass
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML_TAG) :] if tag.startswith(_YAML_TAG) else tag
+
+
+def _tagged_scalar(tag: str, text: str) -> Any:
+    """The value of a scalar with an explicit standard tag (``!!str 5``)."""
+    if tag == "!" or tag == _YAML_TAG + "str":
+        return text
+    if tag == _YAML_TAG + "int":
+        for base in (10, 0):
+            try:
+                return int(text.replace("_", ""), base)
+            except ValueError:
+                pass
+        raise _TagProblem(f"!!int: {json.dumps(text)} is not an integer")
+    if tag == _YAML_TAG + "float":
+        special = _SPECIAL_FLOATS.get(text)
+        if special is not None:
+            return special
+        try:
+            return float(text)
+        except ValueError:
+            raise _TagProblem(f"!!float: {json.dumps(text)} is not a number") from None
+    if tag == _YAML_TAG + "bool":
+        if text in _BOOLS:
+            return _BOOLS[text]
+        raise _TagProblem(f"!!bool: {json.dumps(text)} is not true or false")
+    if tag == _YAML_TAG + "null":
+        if text in _NULLS:
+            return None
+        raise _TagProblem(f"!!null: {json.dumps(text)} is not null")
+    raise _TagProblem(f'unknown tag "{_show_tag(tag)}"')
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 
 
-class _Unresolved:
-    """Stands in the tree for a tag that could not be resolved (unset !env, bad !include)."""
-
-    __slots__ = ("at_tag", "errors")
-
-    def __init__(self, errors: tuple[ConfigError, ...], at_tag: bool) -> None:
-        self.errors = errors
-        # True: one error about the tag itself, whose path is the tag's place in the tree.
-        # False: errors inside an included file, already complete.
-        self.at_tag = at_tag
-
-
 class _Invalid:
-    """What an unresolved value becomes in the plain data: no model field accepts it."""
+    """Stands in the data for a value that could not be loaded (already reported)."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "<unresolved>"
+        return "<invalid>"
 
 
 _INVALID = _Invalid()
+_OPEN = object()  # an anchor whose collection is still being built
+_MERGE = object()  # the merge key "<<"
+_SKIP = object()  # a key whose entry is dropped (reported already)
 
 
-@dataclass(slots=True)
-class _Dupe:
-    file: str
-    line: int
-    col: int
-    key: Any
-    first_line: int | None
+class _Where:
+    """Positions (1-based) of one mapping or sequence: its start, and of its entries.
+
+    For a mapping ``entries`` maps each key to (key line, key col, value line, value col); for
+    a sequence it lists (line, col) of each item.
+    """
+
+    __slots__ = ("col", "entries", "file", "line")
+
+    def __init__(self, file: str, line: int, col: int, entries: Any) -> None:
+        self.file = file
+        self.line = line
+        self.col = col
+        self.entries = entries
 
 
 @dataclass(slots=True)
 class _LoadContext:
     root_dir: Path
     environ: Mapping[str, str]
-    sources: dict[int, str] = field(default_factory=dict)
-    dupes: dict[int, tuple[Any, list[_Dupe]]] = field(default_factory=dict)
+    where: dict[int, _Where] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+    unresolved: list[Loc] = field(default_factory=list)
+    keep: list[Any] = field(default_factory=list)  # dropped containers: their ids stay unique
     stack: list[Path] = field(default_factory=list)
-    keep: list[Any] = field(default_factory=list)
     included: int = 0
+    count: int = 0
 
 
-class _Constructor(RoundTripConstructor):
-    """Round-trip constructor with our tags, decimal-only integers and collected duplicates."""
+class _Frame:
+    """A mapping or sequence being built."""
 
-    _ctx: _LoadContext
-    _file: str
-    _dir: Path
+    __slots__ = (
+        "anchor",
+        "bad_tag",
+        "data",
+        "entries",
+        "is_map",
+        "key",
+        "key_pos",
+        "loc",
+        "mark",
+        "merges",
+        "start_count",
+    )
 
-    def check_mapping_key(
-        self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
-    ) -> bool:
-        if key not in mapping:
-            return True
-        first_line: int | None
-        try:
-            first_line = mapping.lc.key(key)[0] + 1
-        except (KeyError, TypeError):
-            first_line = None
-        mark = key_node.start_mark
-        dupe = _Dupe(self._file, mark.line + 1, mark.column + 1, key, first_line)
-        entry = self._ctx.dupes.setdefault(id(mapping), (mapping, []))
-        entry[1].append(dupe)
-        return False
-
-    def _tag_error(self, node: Node, message: str) -> _Unresolved:
-        mark = node.start_mark
-        return _Unresolved(
-            (ConfigError(self._file, mark.line + 1, mark.column + 1, "", message),), True
-        )
-
-    def construct_decimal_int(self, node: Any) -> int | str:
-        text = str(node.value)
-        if _DECIMAL_INT.fullmatch(text):
-            return int(text)
-        return text
-
-    def construct_env(self, node: Any) -> Any:
-        name = node.value.strip() if isinstance(node, ScalarNode) else ""
-        if not name:
-            return self._tag_error(node, "!env needs the name of an environment variable")
-        value = self._ctx.environ.get(name)
-        if value is None:
-            return self._tag_error(node, f'environment variable "{name}" is not set')
-        return value
-
-    def construct_include(self, node: Any) -> Any:
-        ctx = self._ctx
-        rel = node.value.strip() if isinstance(node, ScalarNode) else ""
-        if not rel:
-            return self._tag_error(node, "!include needs a file name")
-        target = (self._dir / rel).resolve()
-        if not target.is_relative_to(ctx.root_dir):
-            return self._tag_error(node, f'!include "{rel}" is outside the configuration folder')
-        if target in ctx.stack:
-            return self._tag_error(node, f'!include "{rel}" includes itself (cycle)')
-        if len(ctx.stack) >= MAX_INCLUDE_DEPTH:
-            return self._tag_error(node, f"!include nested deeper than {MAX_INCLUDE_DEPTH} files")
-        if ctx.included >= MAX_INCLUDED_FILES:
-            return self._tag_error(node, f"more than {MAX_INCLUDED_FILES} !include tags")
-        if not target.is_file():
-            return self._tag_error(node, f'!include "{rel}": no such file')
-        ctx.included += 1
-        shown = os.path.normpath(os.path.join(os.path.dirname(self._file), rel))
-        try:
-            tree = _parse_file(target, shown, ctx)
-        except ConfigErrors as exc:
-            return _Unresolved(tuple(exc.errors), False)
-        if isinstance(tree, CommentedMap | CommentedSeq):
-            ctx.sources[id(tree)] = shown
-            ctx.keep.append(tree)
-        return tree
+    def __init__(self, is_map: bool, loc: Loc, mark: Any, anchor: Any, count: int) -> None:
+        self.is_map = is_map
+        self.data: Any = {} if is_map else []
+        self.entries: Any = {} if is_map else []
+        self.loc = loc
+        self.mark = mark
+        self.anchor = anchor
+        self.start_count = count
+        self.key: Any = None
+        self.key_pos: tuple[int, int] | None = None  # set while the value is awaited
+        self.merges: list[tuple[Any, Any]] = []
+        self.bad_tag: str | None = None
 
 
-class _Resolver(VersionedResolver):
-    """YAML 1.2 implicit types (``yes``/``on`` are text, no sexagesimals), always.
+class _PureParser(Reader, Scanner, Parser):
+    """ruamel.yaml's pure-Python reader, scanner and parser (used without libyaml)."""
 
-    ruamel looks the version up again for every scalar, through attribute lookups that fail
-    with our loaders; fixing it once makes loading about a third faster.
-    """
+    processing_version = (1, 2)
 
-    @property
-    def processing_version(self) -> Any:
-        return (1, 2)
-
-
-_Constructor.add_constructor(_INT_TAG, _Constructor.construct_decimal_int)
-_Constructor.add_constructor("!env", _Constructor.construct_env)
-_Constructor.add_constructor("!include", _Constructor.construct_include)
-
-
-class _PureLoader(Reader, Scanner, Parser, Composer, _Constructor, _Resolver):
-    """Pure-Python reader, scanner and parser (used when libyaml is not available)."""
-
-    def __init__(self, stream: str) -> None:
+    def __init__(self, text: str) -> None:
         self.comment_handling = None
-        Reader.__init__(self, stream, loader=self)
+        self._resolver = self  # the parser asks it for processing_version
+        Reader.__init__(self, text, loader=self)
         Scanner.__init__(self, loader=self)
         Parser.__init__(self, loader=self)
-        Composer.__init__(self, loader=self)
-        _Constructor.__init__(self, loader=self)
-        _Resolver.__init__(self, loader=self)
 
 
-_LOADERS: list[Any] = [_PureLoader]
+_PARSERS: list[Any] = [_PureParser] if CParser is None else [CParser, _PureParser]
 
-if CParser is not None:
 
-    class _FastLoader(CParser, _Constructor, _Resolver):  # type: ignore[misc]
-        """libyaml reader, scanner, parser and composer with our round-trip constructor."""
+class _Abort(Exception):
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
-        def __init__(self, stream: str) -> None:
-            self.comment_handling = None
-            CParser.__init__(self, stream)
-            self._parser = self._composer = self
-            _Constructor.__init__(self, loader=self)
-            _Resolver.__init__(self, loadumper=self)
 
-    _LOADERS.insert(0, _FastLoader)
+class _Builder:
+    """Builds plain values and their positions from the parser events of one file."""
+
+    def __init__(self, ctx: _LoadContext, file: str, real: Path, base: Loc) -> None:
+        self.ctx = ctx
+        self.file = file
+        self.real = real
+        self.base = base
+        self.anchors: dict[str, Any] = {}
+        self.stack: list[_Frame] = []
+        self.root: Any = None
+        self.root_pos = (1, 1)
+
+    # -- helpers
+
+    def error(self, mark: Any, loc: Loc, message: str) -> None:
+        self.ctx.errors.append(
+            ConfigError(self.file, mark.line + 1, mark.column + 1, format_path(loc), message)
+        )
+
+    def invalid(self, mark: Any, loc: Loc, message: str) -> _Invalid:
+        self.error(mark, loc, message)
+        self.ctx.unresolved.append(loc)
+        return _INVALID
+
+    def abort(self, mark: Any, message: str) -> _Abort:
+        return _Abort(ConfigError(self.file, mark.line + 1, mark.column + 1, "", message))
+
+    def child_loc(self) -> Loc:
+        if not self.stack:
+            return self.base
+        top = self.stack[-1]
+        if not top.is_map:
+            return (*top.loc, len(top.data))
+        if top.key_pos is None:  # a key is being read
+            return top.loc
+        key = top.key
+        if key is _MERGE or key is _SKIP:
+            return top.loc
+        return (*top.loc, key)
+
+    def count(self, n: int, mark: Any) -> None:
+        self.ctx.count += n
+        if self.ctx.count > MAX_VALUES:
+            raise self.abort(mark, f"the document expands to more than {MAX_VALUES} values")
+
+    # -- the event loop
+
+    def build(self, parser: Any) -> Any:
+        get_event = parser.get_event
+        documents = 0
+        while True:
+            ev = get_event()
+            kind = type(ev)
+            if kind is ScalarEvent:
+                self.scalar(ev)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                self.start(ev, kind is MappingStartEvent)
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                self.end()
+            elif kind is AliasEvent:
+                self.alias(ev)
+            elif kind is DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise self.abort(ev.start_mark, "expected a single YAML document, found more")
+            elif kind is StreamEndEvent:
+                return self.root
+
+    def scalar(self, ev: Any) -> None:
+        mark = ev.start_mark
+        self.count(1, mark)
+        tag = ev.tag
+        text: str = ev.value
+        if tag is None:
+            if ev.implicit[0]:
+                value = _plain_scalar(text)
+                if text == "<<" and self.stack:
+                    top = self.stack[-1]
+                    if top.is_map and top.key_pos is None:
+                        value = _MERGE
+            else:
+                value = text
+        elif tag == "!env":
+            value = self.env(text, mark)
+        elif tag == "!include":
+            value = self.include(text, mark)
+        else:
+            try:
+                value = _tagged_scalar(tag, text)
+            except _TagProblem as problem:
+                value = self.invalid(mark, self.child_loc(), str(problem))
+        if ev.anchor is not None:
+            self.anchors[ev.anchor] = (value, 1)
+        self.add(value, mark)
+
+    def start(self, ev: Any, is_map: bool) -> None:
+        mark = ev.start_mark
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.abort(mark, f"nested deeper than {MAX_DEPTH} levels")
+        self.count(1, mark)
+        frame = _Frame(is_map, self.child_loc(), mark, ev.anchor, self.ctx.count)
+        tag = ev.tag
+        if tag is not None and tag != "!" and tag != _YAML_TAG + ("map" if is_map else "seq"):
+            if tag in ("!env", "!include"):
+                frame.bad_tag = (
+                    f"{tag} needs a single name, not a {'mapping' if is_map else 'list'}"
+                )
+            else:
+                frame.bad_tag = f'unknown tag "{_show_tag(tag)}"'
+        if ev.anchor is not None:
+            self.anchors[ev.anchor] = _OPEN
+        self.ctx.where[id(frame.data)] = _Where(
+            self.file, mark.line + 1, mark.column + 1, frame.entries
+        )
+        self.stack.append(frame)
+
+    def end(self) -> None:
+        frame = self.stack.pop()
+        value: Any = frame.data
+        if frame.merges:
+            self.merge(frame)
+        if frame.bad_tag is not None:
+            self.ctx.keep.append(value)
+            value = self.invalid(frame.mark, frame.loc, frame.bad_tag)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (value, self.ctx.count - frame.start_count + 1)
+        self.add(value, frame.mark)
+
+    def alias(self, ev: Any) -> None:
+        mark = ev.start_mark
+        found = self.anchors.get(ev.anchor)
+        if found is None:
+            value = self.invalid(mark, self.child_loc(), f'undefined alias "*{ev.anchor}"')
+        elif found is _OPEN:
+            message = f'alias "*{ev.anchor}" refers to the mapping or list containing it'
+            value = self.invalid(mark, self.child_loc(), message)
+        else:
+            value, size = found
+            self.count(size, mark)
+        self.add(value, mark)
+
+    def add(self, value: Any, mark: Any) -> None:
+        """Put a finished value into the collection being built (or make it the root)."""
+        line, col = mark.line + 1, mark.column + 1
+        if not self.stack:
+            self.root = value
+            self.root_pos = (line, col)
+            return
+        top = self.stack[-1]
+        if not top.is_map:
+            top.data.append(value)
+            top.entries.append((line, col))
+            return
+        if top.key_pos is None:  # this value is a key
+            if value is not _MERGE and value is not _INVALID:
+                try:
+                    hash(value)
+                except TypeError:
+                    self.ctx.keep.append(value)
+                    self.error(mark, top.loc, "mapping keys must be single values, not collections")
+                    value = _SKIP
+            top.key = _SKIP if value is _INVALID else value
+            top.key_pos = (line, col)
+            return
+        key = top.key
+        key_line, key_col = top.key_pos
+        top.key_pos = None
+        if key is _SKIP:
+            return
+        if key is _MERGE:
+            top.merges.append((value, mark))
+            return
+        data = top.data
+        if key in data:
+            first = top.entries[key][0]
+            message = f'duplicate key "{key}" (first defined on line {first})'
+            loc = (*top.loc, key)
+            self.ctx.errors.append(
+                ConfigError(self.file, key_line, key_col, format_path(loc), message)
+            )
+            return
+        data[key] = value
+        top.entries[key] = (key_line, key_col, line, col)
+
+    def merge(self, frame: _Frame) -> None:
+        """Apply ``<<`` keys: explicit keys win, then earlier merged mappings."""
+        data, entries = frame.data, frame.entries
+        for value, mark in frame.merges:
+            sources = value if isinstance(value, list) else [value]
+            for source in sources:
+                if source is _INVALID:
+                    continue
+                if not isinstance(source, dict):
+                    message = "<< needs a mapping or a list of mappings"
+                    self.error(mark, frame.loc, message)
+                    continue
+                where = self.ctx.where.get(id(source))
+                same_file = where is not None and where.file == self.file
+                for key, item in source.items():
+                    if key not in data:
+                        data[key] = item
+                        pos = where.entries.get(key) if same_file and where else None
+                        here = (mark.line + 1, mark.column + 1)
+                        entries[key] = pos if pos is not None else (*here, *here)
+
+    # -- tags
+
+    def env(self, text: str, mark: Any) -> Any:
+        name = text.strip()
+        if not name:
+            return self.invalid(mark, self.child_loc(), "!env needs an environment variable name")
+        value = self.ctx.environ.get(name)
+        if value is None:
+            message = f'environment variable "{name}" is not set'
+            return self.invalid(mark, self.child_loc(), message)
+        return value
+
+    def include(self, text: str, mark: Any) -> Any:
+        ctx = self.ctx
+        loc = self.child_loc()
+        rel = text.strip()
+        if not rel:
+            return self.invalid(mark, loc, "!include needs a file name")
+        target = (self.real.parent / rel).resolve()
+        if not target.is_relative_to(ctx.root_dir):
+            return self.invalid(mark, loc, f'!include "{rel}" is outside the configuration folder')
+        if target in ctx.stack:
+            return self.invalid(mark, loc, f'!include "{rel}" includes itself (a cycle)')
+        if len(ctx.stack) > MAX_INCLUDE_DEPTH:
+            message = f"!include nested deeper than {MAX_INCLUDE_DEPTH} files"
+            return self.invalid(mark, loc, message)
+        if ctx.included >= MAX_INCLUDED_FILES:
+            return self.invalid(mark, loc, f"more than {MAX_INCLUDED_FILES} !include tags")
+        if not target.is_file():
+            return self.invalid(mark, loc, f'!include "{rel}": no such file')
+        ctx.included += 1
+        shown = os.path.normpath(os.path.join(os.path.dirname(self.file), rel))
+        try:
+            value, _pos = _parse_file(target, shown, ctx, loc)
+        except ConfigErrors as exc:
+            ctx.errors.extend(exc.errors)
+            ctx.unresolved.append(loc)
+            return _INVALID
+        return value
 
 
 def _read_text(path: Path, shown: str) -> str:
@@ -324,13 +626,11 @@ def _read_text(path: Path, shown: str) -> str:
         with path.open("rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigErrors(
-            [ConfigError(shown, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
-        ) from None
+        message = f"cannot read file: {exc.strerror or exc}"
+        raise ConfigErrors([ConfigError(shown, 1, 1, "", message)]) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigErrors(
-            [ConfigError(shown, 1, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes")]
-        )
+        message = f"file is larger than {MAX_FILE_BYTES} bytes"
+        raise ConfigErrors([ConfigError(shown, 1, 1, "", message)])
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -342,7 +642,7 @@ def _read_text(path: Path, shown: str) -> str:
         ) from None
 
 
-def _yaml_error(exc: YAMLError, shown: str) -> ConfigError:
+def _yaml_error(exc: YAMLError, shown: str, text: str) -> ConfigError:
     if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = exc.problem or "invalid YAML"
@@ -354,296 +654,139 @@ def _yaml_error(exc: YAMLError, shown: str) -> ConfigError:
             else:
                 where = ""
             context = f" ({exc.context}{where})"
-        if "duplicate key" in problem:
-            return ConfigError(shown, mark.line + 1, mark.column + 1, "", "duplicate key")
         return ConfigError(
             shown, mark.line + 1, mark.column + 1, "", f"YAML syntax error: {problem}{context}"
         )
-    if isinstance(exc, ReaderError):
-        return ConfigError(shown, 1, 1, "", f"YAML syntax error: {exc.reason}")
+    position = getattr(exc, "position", None)
+    if isinstance(position, int) and 0 <= position <= len(text):
+        before = text[:position]
+        line = before.count("\n") + 1
+        col = position - (before.rfind("\n") + 1) + 1
+        reason = getattr(exc, "reason", None) or "unreadable character"
+        return ConfigError(shown, line, col, "", f"YAML syntax error: {reason}")
     return ConfigError(shown, 1, 1, "", f"YAML syntax error: {exc}")
 
 
-def _parse_file(path: Path, shown: str, ctx: _LoadContext) -> Any:
-    """Parse one file (the main one or an included one) into a ruamel round-trip tree."""
+def _parse_file(
+    path: Path, shown: str, ctx: _LoadContext, base: Loc
+) -> tuple[Any, tuple[int, int]]:
+    """Parse one file (the main one or an included one): its value and position."""
     text = _read_text(path, shown)
-    loader = _LOADERS[0](text)
-    loader._ctx = ctx
-    loader._file = shown
-    loader._dir = path.parent
+    builder = _Builder(ctx, shown, path, base)
+    parser: Any = None
     ctx.stack.append(path)
     try:
-        return loader.get_single_data()
+        parser = _PARSERS[0](text)
+        root = builder.build(parser)
     except YAMLError as exc:
-        raise ConfigErrors([_yaml_error(exc, shown)]) from None
-    except RecursionError:
-        raise ConfigErrors([ConfigError(shown, 1, 1, "", "YAML nested too deeply")]) from None
+        raise ConfigErrors([_yaml_error(exc, shown, text)]) from None
+    except _Abort as exc:
+        raise ConfigErrors([exc.error]) from None
     finally:
         ctx.stack.pop()
-        loader.dispose()
+        dispose = getattr(parser, "dispose", None)
+        if dispose is not None:
+            dispose()
+    return root, builder.root_pos
+
+
+def load_yaml(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> YamlDocument:
+    """Load one YAML file (and what it includes) into plain values, keeping positions.
+
+    ``environ`` (default ``os.environ``) resolves ``!env``. Raises :class:`ConfigErrors` when
+    the file cannot be read or is not well-formed YAML; other mistakes (duplicate keys, unset
+    variables, bad includes, unknown tags) are kept in :attr:`YamlDocument.errors` so that
+    :func:`validate` reports them together with the model's findings.
+    """
+    shown = os.fspath(path)
+    real = Path(shown).resolve()
+    ctx = _LoadContext(root_dir=real.parent, environ=os.environ if environ is None else environ)
+    data, (line, col) = _parse_file(real, shown, ctx, ())
+    return YamlDocument(
+        shown,
+        data,
+        tuple(ctx.errors),
+        tuple(ctx.unresolved),
+        _where=ctx.where,
+        _root=(shown, line, col),
+        _keep=ctx.keep,
+    )
 
 
 # --------------------------------------------------------------------------------------------
-# Documents: the ruamel tree, its plain-Python value, and the way back to positions
+# Documents
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class YamlDocument:
-    """A loaded file: the position-keeping tree, its plain value and problems found so far."""
+    """A loaded file: its plain value, the positions of its parts, and mistakes found so far."""
 
     file: str
     """The file name as given to :func:`load_yaml`; errors print it unchanged."""
-    root: Any
-    """The ruamel round-trip tree (CommentedMap / CommentedSeq / scalars)."""
     data: Any
-    """The same content as plain dicts, lists, str, int, float, bool and None."""
+    """The content as plain dicts, lists, str, int, float, bool and None."""
     errors: tuple[ConfigError, ...] = ()
     """Mistakes found while loading: duplicate keys, unknown tags, unset !env, bad !include."""
-    sources: Mapping[int, str] = field(default_factory=dict)
-    """Which file each included mapping or sequence (by ``id``) comes from."""
     unresolved: tuple[Loc, ...] = ()
-    """Locations whose value could not be resolved (already reported in ``errors``)."""
+    """Locations whose value could not be loaded (their mistakes are in ``errors``)."""
+    _where: Mapping[int, _Where] = field(default_factory=dict, repr=False)
+    _root: tuple[str, int, int] | None = field(default=None, repr=False)
+    _keep: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_tree(
-        cls, tree: Any, file: str, *, sources: Mapping[int, str] | None = None
-    ) -> YamlDocument:
-        """Wrap a tree (ruamel or plain Python) loaded elsewhere."""
-        return _document(file, tree, {}, dict(sources or {}))
+    def from_data(cls, data: Any, file: str) -> YamlDocument:
+        """Wrap values that did not come from :func:`load_yaml` (every position is 1:1)."""
+        return cls(file, data)
 
     def position(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[str, int, int]:
         """File, line and column (1-based) of the value at ``loc``.
 
-        With ``key`` the position of the mapping key itself. Where ``loc`` leaves the tree (a
+        With ``key``, the position of the mapping key itself. Where ``loc`` leaves the data (a
         missing key), the position of the deepest mapping or sequence reached.
         """
         file, line, col, _found = self._walk(loc, key)
         return file, line, col
 
     def error_at(self, loc: Sequence[str | int], message: str, *, key: bool = False) -> ConfigError:
-        """A :class:`ConfigError` at ``loc`` (for checks made after validation)."""
+        """A :class:`ConfigError` at ``loc``, e.g. for checks made after validation."""
         file, line, col = self.position(loc, key=key)
         return ConfigError(file, line, col, format_path(loc), message)
 
     def _walk(self, loc: Sequence[str | int], want_key: bool) -> tuple[str, int, int, bool]:
-        """Position for ``loc`` and whether the whole of ``loc`` was found in the tree."""
-        node = self.root
-        file = self.sources.get(id(node), self.file)
-        line, col = _start(node)
+        node = self.data
+        file, line, col = self._root or (self.file, 1, 1)
+        where = self._where
         last = len(loc) - 1
         for i, seg in enumerate(loc):
-            lc = getattr(node, "lc", None)
-            if isinstance(node, Mapping) and _has_key(node, seg):
-                pos = _lc_pos(lc, "key" if want_key and i == last else "value", seg)
-                child = node[seg]
-            elif isinstance(node, Sequence) and not isinstance(node, str):
-                if not isinstance(seg, int) or not 0 <= seg < len(node):
+            here = where.get(id(node)) if isinstance(node, dict | list) else None
+            pos: tuple[int, ...] | None = None
+            if isinstance(node, dict):
+                try:
+                    if seg not in node:
+                        return file, line, col, False
+                except TypeError:
                     return file, line, col, False
-                pos = _lc_pos(lc, "item", seg)
                 child = node[seg]
+                if here is not None:
+                    pos = here.entries.get(seg)
+                    if pos is not None:
+                        pos = pos[:2] if want_key and i == last else pos[2:]
+            elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+                child = node[seg]
+                if here is not None and seg < len(here.entries):
+                    pos = here.entries[seg]
             else:
                 return file, line, col, False
-            if pos is not None:
-                line, col = pos
-            included = self.sources.get(id(child))
-            if included is not None and not (want_key and i == last):
-                file = included
-                line, col = _start(child)
+            if here is not None and pos is not None:
+                file, (line, col) = here.file, pos[:2]
+            if not (want_key and i == last) and isinstance(child, dict | list):
+                inner = where.get(id(child))
+                if inner is not None and inner.file != file:  # the content of an !include
+                    file, line, col = inner.file, inner.line, inner.col
             node = child
         return file, line, col, True
-
-
-def _has_key(node: Mapping[Any, Any], seg: Any) -> bool:
-    try:
-        return seg in node
-    except TypeError:
-        return False
-
-
-def _start(node: Any) -> tuple[int, int]:
-    lc = getattr(node, "lc", None)
-    if lc is not None and lc.line is not None:
-        return lc.line + 1, lc.col + 1
-    return 1, 1
-
-
-def _lc_pos(lc: Any, kind: str, seg: Any) -> tuple[int, int] | None:
-    if lc is None:
-        return None
-    try:
-        if kind == "key":
-            line, col = lc.key(seg)
-        elif kind == "value":
-            line, col = lc.value(seg)
-        else:
-            line, col = lc.item(seg)
-    except (KeyError, TypeError, IndexError):
-        return None
-    return line + 1, col + 1
-
-
-class _Converter:
-    """Turns a ruamel tree into plain Python, collecting the problems it meets on the way."""
-
-    def __init__(
-        self,
-        file: str,
-        dupes: dict[int, tuple[Any, list[_Dupe]]],
-        sources: Mapping[int, str],
-    ) -> None:
-        self.file = file
-        self.dupes = dupes
-        self.sources = sources
-        self.count = 0
-        self.active: set[int] = set()
-        self.errors: list[ConfigError] = []
-        self.pending: list[tuple[Loc, str, bool]] = []  # located later: loc, message, at key
-        self.unresolved: list[Loc] = []
-        self.too_big = False
-
-    def finish(self, doc: YamlDocument) -> list[ConfigError]:
-        errors = list(self.errors)
-        for loc, message, at_key in self.pending:
-            errors.append(doc.error_at(loc, message, key=at_key))
-        for _mapping, dupes in self.dupes.values():  # mappings not reached from the root
-            for d in dupes:
-                errors.append(ConfigError(d.file, d.line, d.col, "", _dupe_message(d)))
-        return errors
-
-    def _count(self, loc: Loc) -> bool:
-        self.count += 1
-        if self.count > MAX_VALUES:
-            if not self.too_big:
-                self.too_big = True
-                message = f"document expands to more than {MAX_VALUES} values"
-                self.pending.append((loc, message, False))
-            return False
-        return True
-
-    def convert(self, node: Any, loc: Loc) -> Any:
-        kind = type(node)
-        if kind is str or kind is int or kind is bool or kind is float or node is None:
-            self.count += 1
-            return node
-        if isinstance(node, Mapping):
-            return self._mapping(node, loc)
-        if isinstance(node, list | tuple | CommentedSeq):
-            return self._sequence(node, loc)
-        if isinstance(node, _Unresolved):
-            self.unresolved.append(loc)
-            for err in node.errors:
-                if node.at_tag:
-                    err = ConfigError(err.file, err.line, err.col, format_path(loc), err.message)
-                self.errors.append(err)
-            return _INVALID
-        if isinstance(node, TaggedScalar):
-            self.unresolved.append(loc)
-            self.pending.append((loc, f'unknown tag "{node.tag.value}"', False))
-            return _INVALID
-        if isinstance(node, ScalarBoolean):
-            return bool(node)
-        if isinstance(node, bool | int | float | str):
-            return _plain_scalar(node)
-        if isinstance(node, CommentedSet | set | frozenset):
-            return {self.convert(item, loc) for item in node}
-        return node  # dates, datetimes, bytes
-
-    def _check_container(self, node: Any, loc: Loc) -> bool:
-        if not self._count(loc):
-            return False
-        if len(loc) > MAX_DEPTH:
-            self.pending.append((loc, f"nested deeper than {MAX_DEPTH} levels", False))
-            return False
-        if id(node) in self.active:
-            message = "an alias refers to the mapping or list containing it"
-            self.pending.append((loc, message, False))
-            return False
-        tag = getattr(node, "tag", None)
-        tag_value = getattr(tag, "value", None)
-        if tag_value is not None and not tag_value.startswith("tag:yaml.org,2002:"):
-            self.pending.append((loc, f'unknown tag "{tag_value}"', False))
-            return False
-        return True
-
-    def _mapping(self, node: Mapping[Any, Any], loc: Loc) -> Any:
-        if not self._check_container(node, loc):
-            self.unresolved.append(loc)
-            return _INVALID
-        entry = self.dupes.pop(id(node), None)
-        if entry is not None:
-            for d in entry[1]:
-                key_path = format_path((*loc, d.key)) if isinstance(d.key, str | int) else ""
-                self.errors.append(ConfigError(d.file, d.line, d.col, key_path, _dupe_message(d)))
-        self.active.add(id(node))
-        out: dict[Any, Any] = {}
-        for key, value in node.items():
-            if isinstance(key, _Unresolved | TaggedScalar):
-                self.convert(key, loc)
-                continue
-            plain_key = _plain_key(key)
-            if plain_key is None and key is not None:
-                self.pending.append((loc, "mapping keys must be simple values", False))
-                continue
-            out[plain_key] = self.convert(value, (*loc, plain_key))
-        self.active.discard(id(node))
-        return out
-
-    def _sequence(self, node: Sequence[Any], loc: Loc) -> Any:
-        if not self._check_container(node, loc):
-            self.unresolved.append(loc)
-            return _INVALID
-        self.active.add(id(node))
-        out = [self.convert(item, (*loc, i)) for i, item in enumerate(node)]
-        self.active.discard(id(node))
-        return out
-
-
-def _plain_scalar(node: Any) -> Any:
-    if isinstance(node, ScalarBoolean | bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return str(node)
-
-
-def _plain_key(key: Any) -> Any:
-    if key is None or isinstance(key, str | int | float | bool | date):
-        return _plain_scalar(key) if isinstance(key, str | int | float | bool) else key
-    return None
-
-
-def _dupe_message(d: _Dupe) -> str:
-    first = f" (first defined on line {d.first_line})" if d.first_line is not None else ""
-    return f'duplicate key "{d.key}"{first}'
-
-
-def load_yaml(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
-) -> YamlDocument:
-    """Load one YAML file (and what it includes) keeping positions.
-
-    ``environ`` (default ``os.environ``) resolves ``!env``. Raises :class:`ConfigErrors` when
-    the file cannot be read or is not well-formed YAML; other mistakes (duplicate keys, unset
-    variables, bad includes, unknown tags) are kept in :attr:`YamlDocument.errors` so that
-    :func:`validate` reports them together with the schema's findings.
-    """
-    shown = os.fspath(path)
-    real = Path(shown).resolve()
-    ctx = _LoadContext(root_dir=real.parent, environ=os.environ if environ is None else environ)
-    tree = _parse_file(real, shown, ctx)
-    return _document(shown, tree, ctx.dupes, ctx.sources)
-
-
-def _document(
-    file: str, tree: Any, dupes: dict[int, tuple[Any, list[_Dupe]]], sources: dict[int, str]
-) -> YamlDocument:
-    conv = _Converter(file, dupes, sources)
-    data = conv.convert(tree, ())
-    draft = YamlDocument(file, tree, data, (), sources, tuple(conv.unresolved))
-    errors = conv.finish(draft)  # positions of some problems need the finished document
-    return YamlDocument(file, tree, data, tuple(errors), sources, tuple(conv.unresolved))
 
 
 # --------------------------------------------------------------------------------------------
@@ -875,8 +1018,8 @@ def _errors_from(
 ) -> Iterator[ConfigError]:
     for err in exc.errors(include_url=False):
         loc: Loc = tuple(err["loc"])
-        if doc.unresolved and _under(loc, doc.unresolved):
-            continue  # already reported by the loader
+        if err.get("input") is _INVALID or (doc.unresolved and _under(loc, doc.unresolved)):
+            continue  # a value the loader could not load, reported already
         if err["type"] == "config_rule":
             for sub_loc, text in err["ctx"]["problems"]:
                 full = (*loc, *sub_loc)
@@ -902,7 +1045,7 @@ def validate(
     doc = (
         data
         if isinstance(data, YamlDocument)
-        else YamlDocument.from_tree(data, file if file is not None else "<data>")
+        else YamlDocument.from_data(data, file if file is not None else "<data>")
     )
     errors = list(doc.errors)
     value = {} if doc.data is None else doc.data

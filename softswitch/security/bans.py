@@ -239,16 +239,17 @@ class BanList:
         """Lift bans that ran out and forget counters and histories that went stale."""
         flood = self._flood
         window = self._flood_window
+        # Compare exactly as next_deadline computes (start + window), or float rounding could
+        # leave an entry whose deadline has passed and make the caller spin on it.
         while flood:
             ip = next(iter(flood))
-            if now - flood[ip].start < window:
+            if flood[ip].start + window > now:
                 break
             del flood[ip]
         auth = self._auth
-        horizon = now - self._auth_window
         while auth:
             ip = next(iter(auth))
-            if auth[ip][-1] > horizon:
+            if auth[ip][-1] + self._auth_window > now:
                 break
             del auth[ip]
         lifted: list[SourceUnbanned] = []

@@ -146,36 +146,26 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+# One lexical unit of a list value: a quoted string, a <...> URI (its '>' may be missing, then
+# it runs to the end), a comma outside both, or a quote that is never closed (§7.3.1, §25.1).
+_LIST_LEX_RE = re.compile(r'"(?:[^"\\]|\\.)*+"|<[^>]*+>?|(,)|(")', re.S)
+
+
 def split_commas(value: str) -> list[str]:
     """Split a list value at commas outside quoted strings and ``<...>`` (§7.3.1)."""
     if "," not in value:
         stripped = value.strip()
         return [stripped] if stripped else []
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(",")]
     parts: list[str] = []
     start = 0
-    quoted = False
-    angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle = True
-        elif ch == ">":
-            angle = False
-        elif ch == "," and not angle:
-            parts.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    if quoted:
-        raise RemoteProtocolError(f"unterminated quoted string in {value!r}")
+    for m in _LIST_LEX_RE.finditer(value):
+        if m.group(1) is not None:
+            parts.append(value[start : m.start()].strip())
+            start = m.end()
+        elif m.group(2) is not None:
+            raise RemoteProtocolError(f"unterminated quoted string in {value[:80]!r}")
     parts.append(value[start:].strip())
     return parts
 
@@ -283,24 +273,35 @@ class Headers:
         return None
 
 
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*+)"', re.S)  # quoted-string, §25.1
+# One generic-param (§25.1) with the ';' before it: name, then a quoted or a plain value.
+_HEADER_PARAM_RE = re.compile(
+    r"[ \t]*+;[ \t]*+([^=;\s]++)[ \t]*+"
+    r'(?:=[ \t]*+(?:"((?:[^"\\]|\\.)*+)"|([^;\s"]++))[ \t]*+)?',
+    re.S,
+)
+
+
 def _parse_quoted(text: str, start: int) -> tuple[str, int]:
     """Parse a quoted-string starting at ``text[start] == '"'``; return (value, end index)."""
+    m = _QUOTED_RE.match(text, start)
+    if m is None:
+        raise RemoteProtocolError(f"unterminated quoted string in {text[:80]!r}")
+    return _unquote_pairs(m.group(1)), m.end()
+
+
+def _unquote_pairs(text: str) -> str:
+    """Undo quoted-pairs: ``\\x`` is ``x`` (§25.1); the text never ends in a lone backslash."""
+    if "\\" not in text:
+        return text
     out: list[str] = []
-    i = start + 1
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                break
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            return "".join(out), i + 1
-        out.append(ch)
-        i += 1
-    raise RemoteProtocolError(f"unterminated quoted string in {text!r}")
+    i = 0
+    while (j := text.find("\\", i)) >= 0:
+        out.append(text[i:j])
+        out.append(text[j + 1 : j + 2])
+        i = j + 2
+    out.append(text[i:])
+    return "".join(out)
 
 
 def _quote(text: str) -> str:
@@ -308,42 +309,24 @@ def _quote(text: str) -> str:
 
 
 def parse_header_params(text: str) -> dict[str, str | None]:
-    """Parse ``;a=b;c;d="q v"`` header parameters (generic-param, §25.1)."""
+    """Parse ``;a=b;c;d="q v"`` header parameters (generic-param, §25.1).
+
+    Names are lower-cased; a quoted value is kept quoted, in canonical quoting.
+    """
     params: dict[str, str | None] = {}
-    i = 0
+    pos = 0
     n = len(text)
-    while i < n:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            break
-        if text[i] != ";":
-            raise RemoteProtocolError(f"expected ';' in parameters {text!r}")
-        i += 1
-        j = i
-        while j < n and text[j] not in "=;":
-            j += 1
-        name = text[i:j].strip()
-        if not name or not _TOKEN_RE.fullmatch(name):
-            raise RemoteProtocolError(f"malformed parameter in {text!r}")
-        value: str | None = None
-        if j < n and text[j] == "=":
-            j += 1
-            while j < n and text[j] in " \t":
-                j += 1
-            if j < n and text[j] == '"':
-                quoted, j = _parse_quoted(text, j)
-                value = _quote(quoted)
-            else:
-                k = j
-                while k < n and text[k] != ";":
-                    k += 1
-                value = text[j:k].strip()
-                if not value or not re.fullmatch(r"[^\s\"]+", value):
-                    raise RemoteProtocolError(f"malformed value of parameter {name!r}")
-                j = k
-        params[name.lower()] = value
-        i = j
+    while pos < n:
+        m = _HEADER_PARAM_RE.match(text, pos)
+        if m is None:
+            if not text[pos:].strip(" \t"):
+                break
+            raise RemoteProtocolError(f"malformed parameters {text[:80]!r}")
+        name, quoted, plain = m.groups()
+        if not _TOKEN_RE.fullmatch(name):
+            raise RemoteProtocolError(f"malformed parameter name {name[:40]!r}")
+        params[name.lower()] = plain if quoted is None else _quote(_unquote_pairs(quoted))
+        pos = m.end()
     return params
 
 
@@ -409,8 +392,8 @@ class NameAddr:
 
 
 _VIA_RE = re.compile(
-    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:\s*:\s*([0-9]{1,5}))?\s*(;.*)?$",
+    r"\s*+SIP\s*+/\s*+2\.0\s*+/\s*+([A-Za-z0-9\-.!%*_+`'~]++)\s++"
+    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-_.]++)(?:\s*+:\s*+([0-9]{1,5}+))?\s*+(;.*)?$",
     re.S,
 )
 
@@ -433,7 +416,10 @@ class Via:
         port = int(port_text) if port_text else None
         if port is not None and port > 65535:
             raise RemoteProtocolError(f"bad port in Via {text.strip()!r}")
-        params = parse_header_params(param_text) if param_text else {}
+        try:
+            params = parse_header_params(param_text) if param_text else {}
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"malformed Via parameters: {exc.message}") from None
         return cls(transport.upper(), host.lower(), port, params)
 
     @property

@@ -321,7 +321,7 @@ def make_response(
     for row in h.rows("Via"):
         out.add("Via", row)
     to_row = h.get("To") or ""
-    if to_tag is not None and status > 100 and ";tag=" not in to_row.replace(" ", "").lower():
+    if to_tag is not None and status > 100 and not _has_tag(to_row):
         to_row = f"{to_row};tag={to_tag}"
     out.add("From", h.get("From") or "")
     out.add("To", to_row)
@@ -330,6 +330,14 @@ def make_response(
     if status == 100 and (ts := h.get("Timestamp")) is not None:
         out.add("Timestamp", ts)
     return Response(status, reason, out)
+
+
+def _has_tag(value: str) -> bool:
+    """Whether a To/From value carries a tag parameter (not merely ";tag=" in its display)."""
+    try:
+        return NameAddr.parse(value).tag is not None
+    except RemoteProtocolError:
+        return ";tag=" in value.replace(" ", "").replace("\t", "").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +404,7 @@ def _read_head(head_bytes: bytes) -> tuple[str, Headers, str | None]:
         if colon and _NAME_RE.fullmatch(name):
             items.append((canonical_name(name), value.strip()))
         elif bad_line is None:
-            bad_line = line
+            bad_line = line.removesuffix("\r")
     return lines[0].removesuffix("\r"), headers, bad_line
 
 
@@ -435,7 +443,10 @@ def _check_common(start_line: str, headers: Headers, body: bytes) -> tuple[bytes
             raise fail(f"more than one {canonical_name(key)} header")
     try:
         for row in index["via"]:
-            for via in split_commas(row):
+            values = split_commas(row)
+            if not values:
+                raise fail("empty Via header")
+            for via in values:
                 Via.parse(via)
         cseq = CSeq.parse(index["cseq"][0])
         for key in ("to", "from"):

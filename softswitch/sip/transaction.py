@@ -63,12 +63,15 @@ class TransactionSink(Protocol):
 class Transaction:
     """State shared by the four machines."""
 
-    __slots__ = ("destination", "key", "request", "state", "timers")
+    __slots__ = ("destination", "key", "request", "source_host", "state", "timers")
 
-    def __init__(self, key: TxnKey, request: Request, destination: Address) -> None:
+    def __init__(
+        self, key: TxnKey, request: Request, destination: Address, source_host: str = ""
+    ) -> None:
         self.key = key
         self.request = request
         self.destination = destination
+        self.source_host = source_host  # server transactions: the host the request came from
         self.state = State.TRYING
         self.timers: dict[str, float] = {}
 

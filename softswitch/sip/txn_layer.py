@@ -114,11 +114,16 @@ class TransactionLayer:
         timers: Timers | None = None,
         limits: Limits | None = None,
         max_transactions: int = 100_000,
+        max_per_source: int = 0,
         user_agent: str = "softswitch",
     ) -> None:
         self.timers = timers or Timers()
         self.limits = limits or Limits()
         self.max_transactions = max_transactions
+        #: most server transactions one source host may have in progress, i.e. not yet
+        #: answered with a final response (0 = no limit)
+        self.max_per_source = max_per_source
+        self._per_source: dict[str, int] = {}
         self.user_agent = user_agent
         self._new_branch = new_branch
         self._server: dict[TxnKey, Transaction] = {}
@@ -190,7 +195,10 @@ class TransactionLayer:
             del txn.timers[name]
             txn.fire(name, now, self, self.timers)
             if txn.terminated:
-                del txns[key]
+                if table == "s":
+                    self._forget_server(txn)
+                else:
+                    del txns[key]
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -227,20 +235,29 @@ class TransactionLayer:
             if isinstance(txn, ServerInvite | ServerNonInvite):
                 txn.retransmission(self)
             return
+        destination = _response_destination(via, source)
         if len(self) >= self.max_transactions:
             self._send_stateless_response(
-                make_response(req, 503, "Too Many Transactions"), _response_destination(via, source)
+                make_response(req, 503, "Too Many Transactions"), destination
             )
             return
-        destination = _response_destination(via, source)
+        count_from = self._per_source.get(source.host, 0)
+        if self.max_per_source and count_from >= self.max_per_source:
+            resp = make_response(req, 503, "Too Many Transactions From Your Address")
+            resp.headers.add("Retry-After", "5")
+            self._send_stateless_response(resp, destination)
+            return
+        self._per_source[source.host] = count_from + 1
         if req.method == "INVITE":
             sit = ServerInvite(key, req, destination)
+            sit.source_host = source.host
             self._server[key] = sit
             trying = make_response(req, 100)
             sit.respond(trying, self._serialize(trying), now, self, self.timers)
             self.emit(RequestReceived(req, source, key))
             return
         nist = ServerNonInvite(key, req, destination)
+        nist.source_host = source.host
         self._server[key] = nist
         if req.method == "CANCEL":
             invite_key = (*key[:-1], "INVITE")
@@ -285,6 +302,8 @@ class TransactionLayer:
         if "Server" not in resp.headers and resp.status >= 200:
             resp.headers.add("Server", self.user_agent)
         data = self._serialize(resp)
+        if resp.status >= 200:
+            self._release_source(txn)
         if isinstance(txn, ServerInvite):
             txn.respond(resp, data, now, self, self.timers)
             if 200 <= resp.status < 300:
@@ -298,7 +317,23 @@ class TransactionLayer:
         elif isinstance(txn, ServerNonInvite):
             txn.respond(resp, data, now, self, self.timers)
         if txn.terminated:
-            self._server.pop(txn.key, None)
+            self._forget_server(txn)
+
+    def _forget_server(self, txn: Transaction) -> None:
+        self._server.pop(txn.key, None)
+        self._release_source(txn)
+
+    def _release_source(self, txn: Transaction) -> None:
+        """The transaction no longer counts against its source's in-progress limit."""
+        host = txn.source_host
+        if not host:
+            return
+        txn.source_host = ""
+        left = self._per_source.get(host, 1) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
 
     def server_request(self, key: TxnKey) -> Request | None:
         txn = self._server.get(key)

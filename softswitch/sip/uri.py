@@ -31,8 +31,9 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?|[A-Z
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+")
 _PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() also accepts '²'
 
-# Parameters that, when present in either URI, must match (RFC 3261 §19.1.4).
-_MUST_MATCH = ("user", "ttl", "method", "maddr")
+# Parameters that, when present in either URI, must match (RFC 3261 §19.1.4; transport as its
+# examples show: sip:bob@biloxi.com and sip:bob@biloxi.com;transport=udp differ).
+_MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 
 
 def split_params(text: str) -> dict[str, str | None]:
@@ -153,39 +154,65 @@ class SipUri:
         return "".join(out)
 
     def equivalent(self, other: object) -> bool:
-        """URI comparison of RFC 3261 §19.1.4."""
+        """URI comparison of RFC 3261 §19.1.4.
+
+        Userinfo is case-sensitive, everything else case-insensitive; an escaped character
+        equals its literal form unless it is in the reserved set; ``user``, ``ttl``,
+        ``method``, ``maddr`` and ``transport`` present in one URI must be present and equal in
+        the other; other parameters are compared only when both URIs carry them; URI headers
+        must match exactly as a set.
+        """
         if not isinstance(other, SipUri) or self.scheme != other.scheme:
             return False
-        if _unescape(self.user or "") != _unescape(other.user or ""):
+        if _canonical_escapes(self.user or "") != _canonical_escapes(other.user or ""):
             return False
-        if _unescape(self.password or "") != _unescape(other.password or ""):
+        if _canonical_escapes(self.password or "") != _canonical_escapes(other.password or ""):
             return False
         if not _same_host(self.host, other.host) or self.port != other.port:
             return False
+        mine = _comparable_params(self.params)
+        theirs = _comparable_params(other.params)
         for name in _MUST_MATCH:
-            if _param_lower(self.params, name) != _param_lower(other.params, name):
+            if mine.get(name) != theirs.get(name):
                 return False
-        if _param_lower(self.params, "transport") != _param_lower(other.params, "transport"):
-            return False
-        for name, value in self.params.items():
-            if name in other.params:
-                theirs = other.params[name]
-                if _unescape(value or "").lower() != _unescape(theirs or "").lower():
-                    return False
-        mine = {k.lower(): _unescape(v) for k, v in self.headers.items()}
-        theirs_h = {k.lower(): _unescape(v) for k, v in other.headers.items()}
-        return mine == theirs_h
+        for name, value in mine.items():
+            if name in theirs and theirs[name] != value:
+                return False
+        return _comparable_headers(self.headers) == _comparable_headers(other.headers)
 
 
-def _param_lower(params: dict[str, str | None], name: str) -> str | None:
-    if name not in params:
-        return None
-    value = params[name]
-    return _unescape(value).lower() if value is not None else ""
+# Reserved characters (RFC 2396 §2.2): their escaped form is not equivalent to the literal.
+_RESERVED = frozenset(";/?:@&=+$,")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _decode_escape(m: re.Match[str]) -> str:
+    ch = chr(int(m.group(1), 16))
+    if 0x21 <= ord(ch) <= 0x7E and ch not in _RESERVED and ch != "%":
+        return ch
+    return "%" + m.group(1).upper()
+
+
+def _canonical_escapes(text: str) -> str:
+    """One spelling per equivalence class of §19.1.4: unreserved escapes decoded, others
+    kept escaped with upper-case hex digits."""
+    return _ESCAPE_RE.sub(_decode_escape, text) if "%" in text else text
+
+
+def _comparable_params(params: dict[str, str | None]) -> dict[str, str]:
+    return {
+        _canonical_escapes(k).lower(): _canonical_escapes(v or "").lower()
+        for k, v in params.items()
+    }
+
+
+def _comparable_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {_canonical_escapes(k).lower(): _canonical_escapes(v) for k, v in headers.items()}
 
 
 def _same_host(a: str, b: str) -> bool:
-    if a == b:
+    """Host names compare case-insensitively, IP addresses by value (§19.1.4)."""
+    if a == b or a.lower() == b.lower():
         return True
     try:
         return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))

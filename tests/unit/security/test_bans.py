@@ -322,3 +322,17 @@ def test_tables_never_exceed_caps_and_bans_match_model(
         assert len(bans._flood) <= 4 and len(bans._auth) <= 4 and bans.ban_count <= 3
         for ip_banned, until in bans.bans():
             assert active[ip_banned] == until
+
+
+def test_handle_timer_at_next_deadline_always_makes_progress() -> None:
+    """Deadlines and expiry use the same arithmetic: firing at next_deadline() clears it."""
+    bans = BanList(flood_window=1.0, auth_failure_window=60.0)
+    start = 255.9  # (start + 1.0) - start < 1.0, and likewise for 60.0, in binary floating point
+    bans.record_request("192.0.2.1", start)
+    bans.record_auth_failure("192.0.2.2", start)
+    fired = 0
+    while (deadline := bans.next_deadline()) is not None and fired < 5:
+        bans.handle_timer(deadline)
+        fired += 1
+    assert bans.next_deadline() is None
+    assert fired == 2  # one firing for the flood window, one for the failure history

@@ -312,3 +312,25 @@ def test_transaction_cap_answers_503() -> None:
     statuses = [o.data.split(b" ", 2)[1] for o in layer.take_outgoing()]
     assert statuses == [b"503"]
     assert len(layer.take_events()) == 2
+
+
+def test_per_source_limit_counts_requests_in_progress_only() -> None:
+    layer = TransactionLayer(lambda: "x", max_per_source=2)
+    other = Address("udp", "10.0.0.2", 5070)
+    for i in range(3):
+        layer.receive_data(request("OPTIONS", f"z9hG4bKa{i}"), PEER, 0.0)
+    layer.receive_data(request("OPTIONS", "z9hG4bKb", host="10.0.0.2"), other, 0.0)
+    statuses = [o.data.split(b" ", 2)[1] for o in layer.take_outgoing()]
+    assert statuses == [b"503"]  # only the third from PEER; the other source is unaffected
+    events = layer.take_events()
+    assert len(events) == 3
+    for event in events:
+        layer.respond(event.key, make_response(event.request, 200), 0.0)
+    layer.take_outgoing()
+    # Answered: the slots are free at once, while the transactions stay (Timer J) to absorb
+    # retransmissions.
+    assert len(layer) == 3
+    for i in range(2):
+        layer.receive_data(request("OPTIONS", f"z9hG4bKc{i}"), PEER, 1.0)
+    assert len(layer.take_events()) == 2
+    assert layer.take_outgoing() == []
