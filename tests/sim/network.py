@@ -49,7 +49,7 @@ class _Packet:
 class Network:
     """Delivers datagrams between the switch and phones with a delay, under a fake clock."""
 
-    def __init__(self, delay: float = 0.01) -> None:
+    def __init__(self, delay: float = 0.01, keepalive: int = 0) -> None:
         self.now = 0.0
         self.delay = delay
         self._queue: list[_Packet] = []
@@ -60,7 +60,7 @@ class Network:
         settings = load_settings(CONFIG)
         sip = settings.sip.model_copy(update={"domain": DOMAIN})
         security = settings.security.model_copy(update={"trusted_networks": ()})
-        registrar = settings.registrar.model_copy(update={"keepalive_interval": 0})
+        registrar = settings.registrar.model_copy(update={"keepalive_interval": keepalive})
         self.settings: Settings = settings.model_copy(
             update={"sip": sip, "security": security, "registrar": registrar}
         )
@@ -105,6 +105,7 @@ class Network:
                 self._flush_switch()
             elif pkt.destination in self.phones:
                 self.phones[pkt.destination].receive(pkt.data, pkt.source, self.now)
+            # else: nobody listens there any more; the datagram is lost
         d = self.engine.next_deadline()
         if d is not None and d <= self.now:
             self.engine.handle_timer(self.now)

@@ -259,3 +259,18 @@ def test_wrong_password_is_answered_like_unknown_user_and_bans_after_threshold()
         mallory.register()
         net.run(net.now + 1)
     assert net.engine.bans.is_banned("127.0.0.1", net.now)
+
+
+def test_keepalive_removes_a_contact_that_stops_answering() -> None:
+    net = Network(keepalive=10)
+    alice = net.add_phone("1001", 5071)
+    alice.register()
+    net.run_until(lambda: alice.registered)
+    net.run(net.now + 25)
+    probes = [d for _, s, dst, d in net.log if s == SWITCH and d.startswith(b"OPTIONS ")]
+    assert len(probes) >= 1  # answered probes keep the binding
+    assert len(net.engine.registrar.table) == 1
+    del net.phones[alice.address]  # the phone vanishes (unplugged, VPN down)
+    net.run(net.now + 2 * (10 + 32) + 5)  # two probes, each unanswered until Timer F
+    assert len(net.engine.registrar.table) == 0
+    assert net.engine.keepalive is not None and net.engine.keepalive.pending == 0
