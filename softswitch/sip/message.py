@@ -2,8 +2,8 @@
 
 ``parse_message`` accepts what §25 allows (compact names, folding, LWS, case-insensitive names,
 comma lists) and rejects what it does not with a ``MalformedMessage`` whose reason phrase says
-what was wrong. For a request, the error keeps the header rows it could read so the receiver can
-still answer 400 (§8.2.6.2); a malformed response is dropped (§18.1.2).
+what was wrong. For a request, the error keeps every well-formed header row so the receiver can
+still answer 400 (§8.2.6.2) through the request's Via; a malformed response is dropped (§18.1.2).
 """
 
 from __future__ import annotations
@@ -26,55 +26,22 @@ __all__ = [
 ]
 
 REASONS: dict[int, str] = {
-    100: "Trying",
-    180: "Ringing",
-    181: "Call Is Being Forwarded",
-    182: "Queued",
-    183: "Session Progress",
-    200: "OK",
-    202: "Accepted",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Timeout",
-    410: "Gone",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Long",
-    415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme",
-    420: "Bad Extension",
-    421: "Extension Required",
-    423: "Interval Too Brief",
-    480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected",
-    483: "Too Many Hops",
-    484: "Address Incomplete",
-    485: "Ambiguous",
-    486: "Busy Here",
-    487: "Request Terminated",
-    488: "Not Acceptable Here",
-    491: "Request Pending",
-    500: "Server Internal Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Server Time-out",
-    505: "Version Not Supported",
-    513: "Message Too Large",
-    600: "Busy Everywhere",
-    603: "Decline",
-    604: "Does Not Exist Anywhere",
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
-}
+}  # fmt: skip
 
 _METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # Status-Line (§7.2, §25.1); the reason phrase may be empty and, leniently, so may its SP.
@@ -91,23 +58,9 @@ _REQUIRED = ("To", "From", "Call-ID", "CSeq", "Via")  # §8.1.1 (and §8.2.6.2 f
 #: Methods defined by RFC 3261 and its extensions (RFC 3262, 3265, 3311, 3428, 3515, 3903,
 #: 6086); an unknown method with a mismatched CSeq is answered 501 (RFC 4475 §3.1.2.18).
 _KNOWN_METHODS = frozenset(
-    (
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    )
-)
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE")
+)  # fmt: skip
 
 
 class MalformedMessage(RemoteProtocolError):

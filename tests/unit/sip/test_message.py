@@ -590,12 +590,14 @@ def _huge(kind: str, n: int) -> bytes:
     ],
 )
 def test_huge_values_parse_in_linear_time(kind: str) -> None:
-    """A 60 KB header value parses well under 50 ms, and 10x the size costs ~10x the time."""
+    """10x the size of a header value costs about 10x the time, not 100x (no quadratic work).
+
+    A ratio measured in the same run, not an absolute time: machines are noisy.
+    """
     small, large = _huge(kind, 6_000), _huge(kind, 60_000)
     assert 60_000 <= len(large) <= 65_535
     t_small = _best_time(lambda: parse_message(small))
     t_large = _best_time(lambda: parse_message(large))
-    assert t_large < 0.050, f"{kind}: {t_large * 1e3:.1f} ms for {len(large)} bytes"
     # Quadratic work would make the ratio ~100; allow generous noise around the linear 10.
     assert t_large < 30 * t_small + 0.002, f"{kind}: {t_small=:.5f} {t_large=:.5f}"
 
