@@ -212,6 +212,13 @@ class SipEngine:
             if not self.b2bua.on_in_dialog(event, now):
                 self._reply(event, 481, now=now)
             return
+        # §16.3 step 3 / §8.1.1.6: nothing is forwarded with Max-Forwards 0. An OPTIONS to the
+        # switch itself (no user part, §11) is still answered.
+        if req.max_forwards == 0 and not (
+            method in ("OPTIONS", "REGISTER") and isinstance(req.uri, SipUri) and not req.uri.user
+        ):
+            self._reply(event, 483, now=now)
+            return
         if method == "OPTIONS":
             self._reply(
                 event,
@@ -293,6 +300,20 @@ class SipEngine:
     # -- methods -------------------------------------------------------------------------------
 
     def _register(self, event: RequestReceived, now: float) -> None:
+        req = event.request
+        # Sanity before authentication (the order of the pipeline): a REGISTER whose To or
+        # Contact cannot be a binding is refused whoever sends it (§10.3, RFC 4475 §3.1.2.13).
+        problem = None
+        if not isinstance(req.to.uri, SipUri):
+            problem = "To of a REGISTER must be a SIP URI"
+        else:
+            try:
+                req.contacts()
+            except RemoteProtocolError as exc:
+                problem = f"Bad Contact: {exc.message}"
+        if problem is not None:
+            self._reply(event, 400, problem, now=now)
+            return
         user = self._authenticate(event, proxy=False, now=now)
         if user is None:
             return
@@ -305,10 +326,6 @@ class SipEngine:
 
     def _invite(self, event: RequestReceived, now: float) -> None:
         req = event.request
-        mf = req.max_forwards
-        if mf is not None and mf <= 0:
-            self._reply(event, 483, now=now)
-            return
         ctype = req.content_type
         if req.body and ctype not in (None, "application/sdp", "multipart/mixed"):
             self._reply(event, 415, now=now, headers=(("Accept", "application/sdp"),))
