@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.uri import SipUri, Uri, parse_uri
@@ -76,9 +77,15 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _DIGITS_RE = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and '٣'
 
 
+@lru_cache(maxsize=4096)
 def canonical_name(name: str) -> str:
     """The one spelling we write for a field name (strict out); unknown names keep theirs."""
     return _CANONICAL.get(name.lower(), name)
+
+
+#: Names whose stored spelling is always exactly the canonical one: lookups compare them
+#: without case folding.
+_KNOWN_CANONICAL = frozenset(_CANONICAL.values())
 
 
 # One lexical unit of a list value: a quoted string, a <...> URI (its '>' may be missing, then
@@ -139,7 +146,13 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first row of the field, as written."""
-        key = canonical_name(name).lower()
+        canon = canonical_name(name)
+        if canon in _KNOWN_CANONICAL:
+            for n, v in self._items:
+                if n == canon:
+                    return v
+            return default
+        key = canon.lower()
         for n, v in self._items:
             if n.lower() == key:
                 return v
@@ -147,7 +160,10 @@ class Headers:
 
     def rows(self, name: str) -> list[str]:
         """Every row of the field, unsplit."""
-        key = canonical_name(name).lower()
+        canon = canonical_name(name)
+        if canon in _KNOWN_CANONICAL:
+            return [v for n, v in self._items if n == canon]
+        key = canon.lower()
         return [v for n, v in self._items if n.lower() == key]
 
     def get_all(self, name: str) -> list[str]:

@@ -9,11 +9,20 @@ still answer 400 (§8.2.6.2) through the request's Via; a malformed response is 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
 from softswitch.sip.headers import CSeq, Headers, NameAddr, Via, canonical_name, split_commas
 from softswitch.sip.uri import AbsoluteUri, SipUri, Uri, parse_uri
+
+_T = TypeVar("_T")
+
+
+def _parse_top_via(row: str) -> Via:
+    return Via.parse(split_commas(row)[0])
+
 
 __all__ = [
     "REASONS",
@@ -122,12 +131,24 @@ def _safe_reason(text: str) -> str:
 class Message:
     """Fields and accessors shared by requests and responses."""
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("_parsed", "body", "headers")
 
     headers: Headers
     body: bytes
+    _parsed: dict[str, tuple[str, object]]
 
-    # -- typed accessors (each parses on access; values are validated once in parse) --------
+    # -- typed accessors ------------------------------------------------------------------------
+    # Each parses its header row on first access and keeps the result keyed by the identity of
+    # the row's text: rewriting the header (set, prepend, pop) stores a new string, so a stale
+    # value is never returned. Callers must treat the returned objects as read-only.
+
+    def _cached(self, key: str, raw: str, parse: Callable[[str], _T]) -> _T:
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = parse(raw)
+        self._parsed[key] = (raw, value)
+        return value
 
     @property
     def call_id(self) -> str:
@@ -141,21 +162,21 @@ class Message:
         value = self.headers.get("CSeq")
         if value is None:
             raise LocalProtocolError("message has no CSeq")
-        return CSeq.parse(value)
+        return self._cached("cseq", value, CSeq.parse)
 
     @property
     def from_(self) -> NameAddr:
         value = self.headers.get("From")
         if value is None:
             raise LocalProtocolError("message has no From")
-        return NameAddr.parse(value)
+        return self._cached("from", value, NameAddr.parse)
 
     @property
     def to(self) -> NameAddr:
         value = self.headers.get("To")
         if value is None:
             raise LocalProtocolError("message has no To")
-        return NameAddr.parse(value)
+        return self._cached("to", value, NameAddr.parse)
 
     @property
     def vias(self) -> list[Via]:
@@ -163,10 +184,10 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        rows = self.headers.rows("Via")
-        if not rows:
+        first = self.headers.get("Via")
+        if first is None:
             raise LocalProtocolError("message has no Via")
-        return Via.parse(split_commas(rows[0])[0])
+        return self._cached("top_via", first, _parse_top_via)
 
     def contacts(self) -> list[NameAddr]:
         """The Contact values; ``*`` is reported by ``is_star_contact`` instead."""
@@ -222,6 +243,7 @@ class Request(Message):
         self.uri = uri
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._parsed = {}
 
     @property
     def max_forwards(self) -> int | None:
@@ -253,6 +275,7 @@ class Response(Message):
         self.reason = reason if reason is not None else REASONS.get(status, "Unknown")
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._parsed = {}
 
     def __bytes__(self) -> bytes:
         return self._serialize(f"SIP/2.0 {self.status} {self.reason}")
@@ -374,8 +397,13 @@ def _is_number(text: str, max_digits: int) -> bool:
     return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
-def _check_common(start_line: str, headers: Headers, body: bytes) -> tuple[bytes, CSeq]:
-    """Checks shared by requests and responses (§8.1.1, §20, §18.3); return (body, CSeq)."""
+def _check_common(
+    start_line: str, headers: Headers, body: bytes, parsed: dict[str, tuple[str, object]]
+) -> tuple[bytes, CSeq]:
+    """Checks shared by requests and responses (§8.1.1, §20, §18.3); return (body, CSeq).
+
+    The values parsed on the way go into ``parsed``, the new message's accessor cache.
+    """
     index: dict[str, list[str]] = {}
     for name, value in headers._items:
         key = name.lower()
@@ -400,13 +428,17 @@ def _check_common(start_line: str, headers: Headers, body: bytes) -> tuple[bytes
             if not values:
                 raise fail("empty Via header")
             for via in values:
-                Via.parse(via)
-        cseq = CSeq.parse(index["cseq"][0])
+                parsed_via = Via.parse(via)
+                if "top_via" not in parsed:
+                    parsed["top_via"] = (row, parsed_via)
+        cseq_row = index["cseq"][0]
+        cseq = CSeq.parse(cseq_row)
+        parsed["cseq"] = (cseq_row, cseq)
         for key in ("to", "from"):
             value = index[key][0]
             if len(split_commas(value)) != 1:
                 raise fail(f"more than one value in {canonical_name(key)}")
-            NameAddr.parse(value)
+            parsed[key] = (value, NameAddr.parse(value))
     except MalformedMessage:
         raise
     except RemoteProtocolError as exc:
@@ -451,7 +483,8 @@ def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
         raise fail(f"bad Request-URI: {exc.message}") from None
     if isinstance(uri, SipUri) and uri.headers:
         raise fail("Request-URI must not carry headers")  # §19.1.5 / RFC 4475 §3.1.2.11
-    body, cseq = _check_common(start_line, headers, body)
+    parsed: dict[str, tuple[str, object]] = {}
+    body, cseq = _check_common(start_line, headers, body, parsed)
     if cseq.method != method:
         # RFC 4475 §3.1.2.18: for a method nobody defined, 501 is the better answer.
         status = 400 if method in _KNOWN_METHODS else 501
@@ -459,7 +492,9 @@ def _finish_request(start_line: str, headers: Headers, body: bytes) -> Request:
     mf = headers.get("Max-Forwards")
     if mf is not None and (not _is_number(mf, 10) or int(mf) > 255):
         raise fail(f"bad Max-Forwards {mf[:20]!r}")
-    return Request(method, uri, headers, body)
+    request = Request(method, uri, headers, body)
+    request._parsed = parsed
+    return request
 
 
 def _finish_response(start_line: str, headers: Headers, body: bytes) -> Response:
@@ -468,8 +503,11 @@ def _finish_response(start_line: str, headers: Headers, body: bytes) -> Response
         raise _malformed("malformed Status-Line", 400, start_line, headers)
     if (m.group(1), m.group(2)) != ("2", "0"):
         raise _malformed("version not supported", 505, start_line, headers)
-    body, _ = _check_common(start_line, headers, body)
-    return Response(int(m.group(3)), m.group(4) or "", headers, body)
+    parsed: dict[str, tuple[str, object]] = {}
+    body, _ = _check_common(start_line, headers, body, parsed)
+    response = Response(int(m.group(3)), m.group(4) or "", headers, body)
+    response._parsed = parsed
+    return response
 
 
 def is_unsupported_scheme(uri: Uri) -> bool:

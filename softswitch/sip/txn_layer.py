@@ -417,7 +417,8 @@ class TransactionLayer:
 
 def _fix_top_via(req: Request, source: Address) -> Via:
     """Add ``received`` and fill ``rport`` on the top Via (§18.2.1, RFC 3581 §4)."""
-    via = req.top_via
+    top = req.top_via
+    via = Via(top.transport, top.host, top.port, dict(top.params))  # parsed values are shared
     changed = False
     if via.host != source.host:
         via.params["received"] = source.host
