@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from softswitch.app import build_engine
 from softswitch.config import Settings, load_settings
@@ -163,14 +164,17 @@ class Network:
 class Phone:
     """A scripted SIP phone: registers, calls, answers, hangs up, cancels."""
 
-    def __init__(self, net: Network, user: str, password: str, address: Address) -> None:
-        self.net = net
+    def __init__(
+        self, net: Any, user: str, password: str, address: Address, server: Address = SWITCH
+    ) -> None:
+        self.net = net  # anything with .now and .send(data, source, destination)
+        self.server = server
         self.user = user
         self.password = password
         self.address = address
         ids = count(1)
         self.layer = TransactionLayer(lambda: f"{user}b{next(ids)}")
-        self.layer.local_via = {"udp": (address.host, address.port)}
+        self.layer.local_via = {address.transport: (address.host, address.port)}
         self._ids = count(1)
         self.registered = False
         self.auto_answer: int | None = None  # status to answer incoming INVITEs with
@@ -227,14 +231,19 @@ class Phone:
         h.add("To", f"<sip:{to_user}@{DOMAIN}>")
         h.add("Call-ID", call_id)
         h.add("CSeq", f"{cseq} {method}")
-        h.add("Contact", f"<sip:{self.user}@{self.address.host}:{self.address.port}>")
+        h.add("Contact", f"<{self.contact}>")
         return Request(method, target, h)
+
+    @property
+    def contact(self) -> str:
+        suffix = "" if self.address.transport == "udp" else f";transport={self.address.transport}"
+        return f"sip:{self.user}@{self.address.host}:{self.address.port}{suffix}"
 
     def register(self, expires: int = 300) -> None:
         self._reg_call_id = self._id()
         req = self._base("REGISTER", SipUri(DOMAIN), self.user, self._reg_call_id, 1)
         req.headers.add("Expires", str(expires))
-        self.layer.send_request(req, SWITCH, self.net.now)
+        self.layer.send_request(req, self.server, self.net.now)
         self._flush()
 
     def call(self, number: str, sdp: bytes = b"v=0\r\n") -> None:
@@ -243,7 +252,7 @@ class Phone:
         req.headers.add("Content-Type", "application/sdp")
         req.body = sdp
         self.invite = req
-        self.invite_key = self.layer.send_request(req, SWITCH, self.net.now)
+        self.invite_key = self.layer.send_request(req, self.server, self.net.now)
         self._flush()
 
     def cancel(self) -> None:
@@ -254,7 +263,7 @@ class Phone:
     def hangup(self) -> None:
         assert self.dialog is not None
         bye = self.dialog.create_request("BYE")
-        self.layer.send_request(bye, SWITCH, self.net.now)
+        self.layer.send_request(bye, self.server, self.net.now)
         self.call_state = "ending"
         self._flush()
 
@@ -297,7 +306,7 @@ class Phone:
                     self.drop_acks -= 1
                     return
                 ack = self.dialog.create_request("ACK", cseq=resp.cseq.seq)
-                self.layer.send_stateless(ack, SWITCH)
+                self.layer.send_stateless(ack, self.server)
             else:
                 self.call_state = "failed"
         elif method == "BYE" and resp.status >= 200:
@@ -324,7 +333,7 @@ class Phone:
         h.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
         h.add("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
         again = Request(sent.method, sent.uri, h, sent.body)
-        new_key = self.layer.send_request(again, SWITCH, now)
+        new_key = self.layer.send_request(again, self.server, now)
         if sent.method == "INVITE":
             self.invite = again
             self.invite_key = new_key

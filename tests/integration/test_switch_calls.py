@@ -1,0 +1,179 @@
+"""Calls through an in-process switch over real loopback sockets.
+
+The scripted phones of ``tests/sim/network.py`` run here on real UDP sockets and TCP
+connections, driven by the event loop's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from softswitch.app import Switch
+from softswitch.config import Listener
+from softswitch.sip.events import Address
+from softswitch.sip.framing import StreamFramer
+from tests.integration.test_switch_sockets import make_settings
+from tests.sim.network import Phone
+
+
+class RealNet:
+    """Phones on real sockets: ``now`` is the loop clock, ``send`` writes to a socket."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.phones: list[Phone] = []
+        self._udp: dict[Address, asyncio.DatagramTransport] = {}
+        self._tcp: dict[Address, asyncio.StreamWriter] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks.append(asyncio.ensure_future(self._tick()))
+
+    @property
+    def now(self) -> float:
+        return self.loop.time()
+
+    def send(self, data: bytes, source: Address, destination: Address) -> None:
+        if source.transport == "udp":
+            self._udp[source].sendto(data, (destination.host, destination.port))
+        else:
+            self._tcp[source].write(data)
+
+    async def udp_phone(self, user: str, server: Address) -> Phone:
+        phone_box: list[Phone] = []
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                phone_box[0].receive(data, Address("udp", addr[0], addr[1]), self_net.now)
+
+        self_net = self
+        transport, _ = await self.loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        phone = Phone(self, user, f"demo{user}", Address("udp", "127.0.0.1", port), server)
+        phone_box.append(phone)
+        self._udp[phone.address] = transport  # type: ignore[assignment]
+        self.phones.append(phone)
+        return phone
+
+    async def tcp_phone(self, user: str, server: Address) -> Phone:
+        """A phone that only has its outbound TCP connection (it listens on nothing)."""
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        port = writer.get_extra_info("sockname")[1]
+        phone = Phone(self, user, f"demo{user}", Address("tcp", "127.0.0.1", port), server)
+        self._tcp[phone.address] = writer
+        self.phones.append(phone)
+
+        async def read() -> None:
+            framer = StreamFramer()
+            while data := await reader.read(65536):
+                for message in framer.feed(data):
+                    phone.receive(message, server, self.now)
+
+        self._tasks.append(asyncio.ensure_future(read()))
+        return phone
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            for phone in self.phones:
+                deadline = phone.layer.next_deadline()
+                if deadline is not None and deadline <= self.now:
+                    phone.layer.handle_timer(self.now)
+                    phone.process(self.now)
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+        end = self.now + timeout
+        while not cond():
+            assert self.now < end, "condition not reached in time"
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for transport in self._udp.values():
+            transport.close()
+        for writer in self._tcp.values():
+            writer.close()
+
+
+@pytest.fixture
+async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
+    listeners = (
+        Listener(transport="udp", address="127.0.0.1", port=0),
+        Listener(transport="tcp", address="127.0.0.1", port=0),
+    )
+    sw = Switch(make_settings(tmp_path, listeners))
+    await sw.start()
+    yield sw
+    await sw.stop()
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[RealNet]:
+    n = RealNet()
+    yield n
+    n.close()
+
+
+def server_address(sw: Switch, transport: str) -> Address:
+    return next(a for a in sw.hub.bound if a.transport == transport)
+
+
+async def test_call_to_a_tcp_registered_phone_reuses_its_connection(
+    switch: Switch, net: RealNet
+) -> None:
+    alice = await net.udp_phone("1001", server_address(switch, "udp"))
+    bob = await net.tcp_phone("1002", server_address(switch, "tcp"))
+    alice.register()
+    bob.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    [binding] = switch.registrar.lookup("1002", 0)
+    assert binding.source == str(bob.address)  # the flow the REGISTER came on
+    connections_before = len(switch.hub.connections)
+    bob.auto_answer = 200
+    alice.call("1002")
+    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    # bob listens on nothing: the INVITE can only have come over his own connection
+    assert len(switch.hub.connections) == connections_before
+    alice.hangup()
+    await net.until(lambda: alice.call_state == "ended" and bob.bye_received)
+    await net.until(lambda: not switch.b2bua.calls)
+
+
+async def establish(switch: Switch, net: RealNet) -> tuple[Phone, Phone]:
+    alice = await net.udp_phone("1001", server_address(switch, "udp"))
+    bob = await net.udp_phone("1002", server_address(switch, "udp"))
+    alice.register()
+    bob.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    bob.auto_answer = 200
+    alice.call("1002")
+    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    return alice, bob
+
+
+async def test_drain_refuses_new_calls_and_lets_established_ones_finish(
+    switch: Switch, net: RealNet
+) -> None:
+    alice, bob = await establish(switch, net)
+    carol = await net.udp_phone("1003", server_address(switch, "udp"))
+    drain = asyncio.ensure_future(switch.drain(grace=30))
+    await asyncio.sleep(0.05)
+    carol.call("1002")
+    await net.until(lambda: carol.final_status is not None)
+    assert carol.final_status == 503
+    assert not drain.done()  # the established call keeps the switch up
+    alice.hangup()
+    await net.until(lambda: bob.bye_received)
+    await asyncio.wait_for(drain, 5)  # finished as soon as the last call ended
+
+
+async def test_drain_ends_calls_left_after_the_grace_time(switch: Switch, net: RealNet) -> None:
+    alice, bob = await establish(switch, net)
+    start = net.now
+    await asyncio.wait_for(switch.drain(grace=1.0), 10)
+    assert net.now - start >= 1.0
+    await net.until(lambda: alice.bye_received and bob.bye_received)
+    await net.until(lambda: not switch.b2bua.calls, 2)
