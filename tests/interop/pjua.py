@@ -1,0 +1,199 @@
+"""Driving pjsua2 user agents that live in child processes (see pjua_worker.py).
+
+One :class:`UserAgent` is one worker process with one pjsua2 Endpoint and one SIP
+transport on 127.0.0.1; it can hold several accounts. Every request waits for its
+answer at most ``timeout`` (+ a margin) seconds; a worker that dies or stays silent
+raises :class:`PjuaError` with the tail of its stderr (pjsip's log). The log file is
+removed when the worker ends cleanly, unless ``keep_log`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+WORKER = Path(__file__).with_name("pjua_worker.py")
+ANSWER_MARGIN = 5.0
+
+
+def pjsua2_available() -> bool:
+    """Whether the pjsua2 module can be imported (PyPI pjsua2-python)."""
+    return importlib.util.find_spec("pjsua2") is not None
+
+
+class PjuaError(RuntimeError):
+    """A command failed, or the worker died or did not answer."""
+
+
+class UserAgent:
+    """A pjsua2 user agent in a child process."""
+
+    def __init__(self, label: str = "ua", log_level: int = 4, keep_log: bool = False) -> None:
+        self.label = label
+        self.log_level = log_level
+        self.keep_log = keep_log
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the worker
+            prefix=f"pjua-{label}-", suffix=".log", delete=False
+        )
+        self.log_path = Path(self._log.name)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self._selector = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self._buffer = b""
+        self._next_id = 1
+        self.port: int | None = None
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def log_text(self, limit: int = 8000) -> str:
+        """The tail of the worker's stderr (pjsip's log)."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-limit:]
+        except FileNotFoundError:
+            return ""
+
+    def _readline(self, timeout: float) -> bytes:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PjuaError(f"{self.label}: no answer within {timeout:.1f} s")
+            if not self._selector.select(timeout=min(left, 0.5)):
+                if self.proc.poll() is not None:
+                    break
+                continue
+            chunk = self.proc.stdout.read1(65536)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            self._buffer += chunk
+        if b"\n" not in self._buffer:
+            code = self.proc.poll()
+            raise PjuaError(
+                f"{self.label}: worker ended (exit {code}) without answering\n{self.log_text()}"
+            )
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def request(self, cmd: str, timeout: float = 10.0, **params: Any) -> dict[str, Any]:
+        """Send one command and return its answer; raises PjuaError if it failed."""
+        if self.proc.poll() is not None:
+            raise PjuaError(f"{self.label}: worker is not running\n{self.log_text()}")
+        ident = self._next_id
+        self._next_id += 1
+        message = {"id": ident, "cmd": cmd, **params}
+        if "timeout" in params or cmd.startswith("wait") or cmd in ("register", "unregister"):
+            message["timeout"] = timeout
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise PjuaError(f"{self.label}: worker is gone\n{self.log_text()}") from None
+        answer = json.loads(self._readline(timeout + ANSWER_MARGIN))
+        if not answer.get("ok"):
+            raise PjuaError(
+                f"{self.label}: {cmd} failed: {answer.get('error')}\n"
+                f"--- pjsip log (tail) ---\n{self.log_text(3000)}"
+            )
+        return dict(answer)
+
+    # --- commands -----------------------------------------------------------------
+
+    def init(self, port: int = 0, transport: str = "udp") -> int:
+        """Create the Endpoint and its SIP transport; answers the bound port."""
+        answer = self.request(
+            "init",
+            timeout=10.0,
+            bind="127.0.0.1",
+            port=port,
+            transport=transport,
+            log_level=self.log_level,
+        )
+        self.port = int(answer["port"])
+        return self.port
+
+    def register(
+        self,
+        user: str,
+        password: str,
+        server: str,
+        domain: str,
+        name: str | None = None,
+        timeout: float = 10.0,
+        **options: Any,
+    ) -> int:
+        """Add account ``name`` (default: the user) and register it; answers the status."""
+        answer = self.request(
+            "register",
+            timeout=timeout,
+            name=name or user,
+            user=user,
+            password=password,
+            domain=domain,
+            server=server,
+            **options,
+        )
+        return int(answer["code"])
+
+    def unregister(self, name: str, timeout: float = 10.0) -> int:
+        return int(self.request("unregister", timeout=timeout, name=name)["code"])
+
+    def call(self, name: str, uri: str) -> int:
+        """Place a call from account ``name`` to ``uri``; answers the call handle."""
+        return int(self.request("call", name=name, uri=uri)["call"])
+
+    def wait_incoming(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        return self.request("wait_incoming", timeout=timeout, name=name)
+
+    def answer(self, call: int, code: int = 200) -> None:
+        self.request("answer", call=call, code=code)
+
+    def hangup(self, call: int, code: int = 603) -> None:
+        self.request("hangup", call=call, code=code)
+
+    def wait_state(self, call: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        return self.request("wait_state", timeout=timeout, call=call, state=state)
+
+    def call_info(self, call: int) -> dict[str, Any]:
+        return self.request("call_info", call=call)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ask the worker to quit (it unregisters and hangs up), then make sure it is gone."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(PjuaError, OSError, ValueError):
+                self.request("quit", timeout=2.0)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5.0)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._selector.close()
+        self._log.close()
+        if self.proc.returncode == 0 and not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> UserAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

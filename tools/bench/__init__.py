@@ -1,0 +1,1 @@
+"""Benchmarks of the softswitch against a Kamailio baseline (``python -m tools.bench``)."""
