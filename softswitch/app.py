@@ -8,7 +8,9 @@ one ``loop.call_at`` armed at the engine's next deadline (principle 2).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import math
 import secrets
 import signal
 import ssl
@@ -35,6 +37,7 @@ from softswitch.transport.hub import TransportHub
 log = logging.getLogger("softswitch")
 
 VERSION = "0.1.0"
+TIMER_GRANULARITY = 0.01  # seconds
 
 
 def accounts_from(settings: Settings) -> dict[str, Account]:
@@ -177,22 +180,38 @@ class Switch:
         send = self.hub.send
         for out in self.engine.take_outgoing():
             send(out)
-        deadline = self.engine.next_deadline()
-        wall = self.engine.next_wall_deadline()
-        if wall is not None:
-            mono = self.loop.time() + max(0.0, wall - time.time())
-            deadline = mono if deadline is None else min(deadline, mono)
-        if deadline is not None and deadline < self._timer_at:
+        hint = self.engine.take_deadline_hint()
+        if hint is not None and hint < self._timer_at:
+            self._arm(hint)
+
+    def _arm(self, deadline: float) -> None:
+        # Coalesce wake-ups: SIP timers are hundreds of milliseconds, so firing up to
+        # TIMER_GRANULARITY late is harmless and saves a loop callback per transaction.
+        deadline = math.ceil(deadline / TIMER_GRANULARITY) * TIMER_GRANULARITY
+        if deadline < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = deadline
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
+    def _reschedule(self) -> None:
+        """Arm the timer at the engine's next deadline, whatever armed it (after a timer)."""
+        self.engine.take_deadline_hint()
+        deadline = self.engine.next_deadline()
+        wall = self.engine.next_wall_deadline()
+        if wall is not None:
+            mono = self.loop.time() + max(0.0, wall - time.time())
+            deadline = mono if deadline is None else min(deadline, mono)
+        if deadline is not None:
+            self._arm(deadline)
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
         self.engine.handle_timer(self.loop.time())
-        self._flush()
+        for out in self.engine.take_outgoing():
+            self.hub.send(out)
+        self._reschedule()
 
     # -- storage (write-behind) -----------------------------------------------------------------
 
@@ -244,7 +263,7 @@ class Switch:
             self.layer.local_via.setdefault(bound.transport, (str(advertised), bound.port))
             log.info("SIP listening on %s", bound)
         await self.http.start(str(s.http.address), s.http.port)
-        self._flush()
+        self._reschedule()
 
     def health(self) -> dict[str, object]:
         counts = self.layer.counts
@@ -294,6 +313,12 @@ class Switch:
 async def serve(settings: Settings) -> None:
     switch = Switch(settings)
     await switch.start()
+    # Long-lived objects made at start-up (settings, tables, modules) are never garbage: keep
+    # them out of every collection, and collect the young generation less often, since a busy
+    # switch allocates many short-lived messages.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -140,6 +140,20 @@ class SipEngine:
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
 
+    def take_deadline_hint(self) -> float | None:
+        """The earliest deadline any part armed since the last call (None if none).
+
+        After an input, the adapter only needs to fire sooner if this is earlier than the
+        timer it has armed; the full ``next_deadline`` is recomputed when the timer fires.
+        Deadlines armed by other parts (bans, nonces, binding expiry, keep-alive) are always
+        later than the transaction timers the same input armed.
+        """
+        a = self.layer.take_deadline_hint()
+        b = self.b2bua.take_deadline_hint()
+        if a is None:
+            return b
+        return a if b is None or a < b else b
+
     def next_wall_deadline(self) -> float | None:
         """Wall-clock instant of the next binding expiry (the shell converts it)."""
         return self.registrar.table.next_deadline()
@@ -180,11 +194,15 @@ class SipEngine:
         reason: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         now: float = 0.0,
+        stateless: bool = False,
     ) -> None:
         resp = make_response(event.request, status, reason, to_tag=self._tag(event.request))
         for name, value in headers:
             resp.headers.add(name, value)
-        self.layer.respond(event.key, resp, now)
+        if stateless and event.request.method != "INVITE":
+            self.layer.respond_stateless(event.key, resp)
+        else:
+            self.layer.respond(event.key, resp, now)
 
     @staticmethod
     def _tag(req: Request) -> str:
@@ -229,6 +247,7 @@ class SipEngine:
                     ("Accept", "application/sdp"),
                     ("Supported", "path, outbound"),
                 ),
+                stateless=True,
             )
             return
         if method == "REGISTER":
@@ -288,7 +307,9 @@ class SipEngine:
         status = 407 if proxy else 401
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         challenges = tuple((name, c) for c in self.auth.challenge(now, stale=stale))
-        self._reply(event, status, now=now, headers=challenges)
+        # A challenge is cheap to repeat: answered statelessly (INVITEs keep their
+        # transaction, whose ACK must be absorbed).
+        self._reply(event, status, now=now, headers=challenges, stateless=True)
         return None
 
     def _lookup_ha1(self, username: str, realm: str, algorithm: str) -> str | None:

@@ -107,6 +107,7 @@ class B2bua:
         self._a_invites: dict[TxnKey, Call] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._seq = 0
+        self._hint: float | None = None
         self.draining = False
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -134,6 +135,13 @@ class B2bua:
     def _arm(self, call: Call, deadline: float) -> None:
         self._seq += 1
         heapq.heappush(self._timers, (deadline, self._seq, call.id))
+        if self._hint is None or deadline < self._hint:
+            self._hint = deadline
+
+    def take_deadline_hint(self) -> float | None:
+        """The earliest deadline armed since the last call (see TransactionLayer)."""
+        hint, self._hint = self._hint, None
+        return hint
 
     # -- new calls -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 
 from softswitch.registrar.bindings import (
     Binding,
@@ -24,7 +25,7 @@ from softswitch.sip.events import Address, ResponseReceived, TransactionTimedOut
 from softswitch.sip.headers import Headers
 from softswitch.sip.message import Request, Response, make_response
 from softswitch.sip.txn_layer import TransactionLayer
-from softswitch.sip.uri import SipUri, parse_uri
+from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 log = logging.getLogger("softswitch.registrar")
 
@@ -39,11 +40,21 @@ class BindingsChanged:
 
 def same_contact(a: str, b: str) -> bool:
     """Contact URIs compared by RFC 3261 §19.1.4 (§10.3 step 7)."""
-    try:
-        ua, ub = parse_uri(a), parse_uri(b)
-    except RemoteProtocolError:
-        return a == b
+    if a == b:
+        return True
+    ua, ub = _contact_uri(a), _contact_uri(b)
+    if ua is None or ub is None:
+        return False
     return ua.equivalent(ub)
+
+
+@lru_cache(maxsize=65536)
+def _contact_uri(text: str) -> Uri | None:
+    """Parsed binding contacts, shared: the result is only read (compared), never changed."""
+    try:
+        return parse_uri(text)
+    except RemoteProtocolError:
+        return None
 
 
 class Registrar:

@@ -24,6 +24,13 @@ def _parse_top_via(row: str) -> Via:
     return Via.parse(split_commas(row)[0])
 
 
+def _parse_contacts(rows: str) -> tuple[NameAddr, ...]:
+    values: list[str] = []
+    for row in rows.split("\n"):
+        values.extend(split_commas(row))
+    return tuple(NameAddr.parse(v) for v in values if v != "*")
+
+
 __all__ = [
     "REASONS",
     "MalformedMessage",
@@ -191,7 +198,14 @@ class Message:
 
     def contacts(self) -> list[NameAddr]:
         """The Contact values; ``*`` is reported by ``is_star_contact`` instead."""
-        return [NameAddr.parse(v) for v in self.headers.get_all("Contact") if v != "*"]
+        rows = self.headers.rows("Contact")
+        if not rows:
+            return []
+        return list(
+            self._cached(
+                "contacts", rows[0] if len(rows) == 1 else "\n".join(rows), _parse_contacts
+            )
+        )
 
     @property
     def is_star_contact(self) -> bool:

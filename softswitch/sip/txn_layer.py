@@ -133,6 +133,7 @@ class TransactionLayer:
         self._seq = count()
         self._out: list[Outgoing] = []
         self._events: list[object] = []
+        self._hint: float | None = None
         #: sent-by of our own Via per transport ("udp", "tcp", "tls"), set by the adapter.
         self.local_via: dict[str, tuple[str, int]] = {}
 
@@ -152,6 +153,14 @@ class TransactionLayer:
         else:
             table = "s"
         heapq.heappush(self._heap, (deadline, next(self._seq), table, txn.key, name))
+        if self._hint is None or deadline < self._hint:
+            self._hint = deadline
+
+    def take_deadline_hint(self) -> float | None:
+        """The earliest deadline armed since the last call (None if none): a cheap check
+        after each input of whether the adapter's timer must fire sooner."""
+        hint, self._hint = self._hint, None
+        return hint
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -298,6 +307,24 @@ class TransactionLayer:
         self._respond_txn(txn, resp, now)
         return True
 
+    def respond_stateless(self, key: TxnKey, resp: Response) -> bool:
+        """Answer a non-INVITE request with a final response and forget its transaction.
+
+        A stateless UAS (RFC 3261 §8.2.7): a retransmission of the request is handled anew.
+        Fit for answers that are cheap to repeat and change nothing, such as a digest
+        challenge or an OPTIONS reply; it spares 64*T1 of state per request.
+        """
+        txn = self._server.get(key)
+        if not isinstance(txn, ServerNonInvite) or resp.status < 200:
+            raise LocalProtocolError("only a final response to a non-INVITE can be stateless")
+        if "Server" not in resp.headers:
+            resp.headers.add("Server", self.user_agent)
+        self.send(bytes(resp), txn.destination)
+        txn.state = State.TERMINATED
+        txn.timers.clear()
+        self._forget_server(txn)
+        return True
+
     def _respond_txn(self, txn: Transaction, resp: Response, now: float) -> None:
         if "Server" not in resp.headers and resp.status >= 200:
             resp.headers.add("Server", self.user_agent)
@@ -316,6 +343,11 @@ class TransactionLayer:
                 acc.start(resp, data, now, self)
         elif isinstance(txn, ServerNonInvite):
             txn.respond(resp, data, now, self, self.timers)
+            if resp.status >= 200:
+                # Completed: only the response bytes are needed now (to answer retransmissions
+                # for Timer J). Drop the parsed values so 64*T1 of finished transactions do not
+                # weigh on the garbage collector.
+                txn.request._parsed.clear()
         if txn.terminated:
             self._forget_server(txn)
 

@@ -334,3 +334,17 @@ def test_per_source_limit_counts_requests_in_progress_only() -> None:
         layer.receive_data(request("OPTIONS", f"z9hG4bKc{i}"), PEER, 1.0)
     assert len(layer.take_events()) == 2
     assert layer.take_outgoing() == []
+
+
+def test_stateless_answer_keeps_no_state_and_a_retransmission_is_handled_anew() -> None:
+    layer = new_layer()
+    raw = request("REGISTER")
+    layer.receive_data(raw, PEER, 0.0)
+    [event] = layer.take_events()
+    layer.respond_stateless(event.key, make_response(event.request, 401, to_tag="x"))
+    [out] = layer.take_outgoing()
+    assert out.data.startswith(b"SIP/2.0 401") and out.destination == PEER
+    assert len(layer) == 0
+    assert run_until(layer, 40.0) == []  # nothing kept, nothing resent
+    layer.receive_data(raw, PEER, 0.1)  # the same request again: a new transaction
+    assert [type(e) for e in layer.take_events()] == [RequestReceived]
