@@ -271,10 +271,14 @@ class SipEngine:
         req = event.request
         header = "Proxy-Authorization" if proxy else "Authorization"
         credentials = None
-        for value in req.headers.rows(header):
-            if value.lower().startswith("digest") and _realm_of(value) == self.auth.realm:
-                credentials = value
-                break
+        rows = req.headers.rows(header)
+        if len(rows) == 1:
+            credentials = rows[0]  # verify() checks the scheme and the realm itself
+        else:
+            for value in rows:  # several: take the one for our realm (§22.3)
+                if _realm_of(value) == self.auth.realm:
+                    credentials = value
+                    break
         stale = False
         ip = event.source.host
         if credentials is not None:

@@ -48,6 +48,12 @@ def same_contact(a: str, b: str) -> bool:
     return ua.equivalent(ub)
 
 
+@lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    """The Date header value (RFC 3261 §20.17), formatted once per second."""
+    return formatdate(second, usegmt=True)
+
+
 @lru_cache(maxsize=65536)
 def _contact_uri(text: str) -> Uri | None:
     """Parsed binding contacts, shared: the result is only read (compared), never changed."""
@@ -139,7 +145,7 @@ class Registrar:
             resp.headers.add(
                 "Contact", f"<{binding.contact}>;expires={binding.expires_in(now_wall)}"
             )
-        resp.headers.add("Date", formatdate(now_wall, usegmt=True))
+        resp.headers.add("Date", _http_date(int(now_wall)))
         return resp, changed
 
     def _updates(

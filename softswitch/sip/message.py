@@ -311,7 +311,7 @@ def make_response(
     for row in h.rows("Via"):
         out.add("Via", row)
     to_row = h.get("To") or ""
-    if to_tag is not None and status > 100 and not _has_tag(to_row):
+    if to_tag is not None and status > 100 and not _has_tag(request, to_row):
         to_row = f"{to_row};tag={to_tag}"
     out.add("From", h.get("From") or "")
     out.add("To", to_row)
@@ -322,10 +322,10 @@ def make_response(
     return Response(status, reason, out)
 
 
-def _has_tag(value: str) -> bool:
-    """Whether a To/From value carries a tag parameter (not merely ";tag=" in its display)."""
+def _has_tag(request: Request, value: str) -> bool:
+    """Whether the To value carries a tag parameter (not merely ";tag=" in its display)."""
     try:
-        return NameAddr.parse(value).tag is not None
+        return request.to.tag is not None  # parsed once per message (accessor cache)
     except RemoteProtocolError:
         return ";tag=" in value.replace(" ", "").replace("\t", "").lower()
 

@@ -56,6 +56,29 @@ bindings_table = Table(
 _MEMORY = ":memory:"
 
 
+def _build_upsert() -> Any:
+    stmt = sqlite_insert(bindings_table)
+    return stmt.on_conflict_do_update(
+        index_elements=[bindings_table.c.aor, bindings_table.c.contact],
+        set_={
+            name: stmt.excluded[name]
+            for name in (
+                "expires_at", "q", "call_id", "cseq", "source", "user_agent", "instance_id",
+                "reg_id",
+            )
+        },
+    )  # fmt: skip
+
+
+# Statements are immutable: built once, so SQLAlchemy's compiled-statement cache hits on
+# every batch instead of building and compiling the upsert again.
+_UPSERT = _build_upsert()
+_DELETE = delete(bindings_table).where(
+    bindings_table.c.aor == bindparam("key_aor"),
+    bindings_table.c.contact == bindparam("key_contact"),
+)
+
+
 def _row(binding: Binding) -> dict[str, Any]:
     return {
         "aor": binding.aor,
@@ -162,35 +185,14 @@ class SqliteBindingStore:
     async def save(self, bindings: Sequence[Binding]) -> None:
         if not bindings:
             return
-        stmt = sqlite_insert(bindings_table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[bindings_table.c.aor, bindings_table.c.contact],
-            set_={
-                name: stmt.excluded[name]
-                for name in (
-                    "expires_at",
-                    "q",
-                    "call_id",
-                    "cseq",
-                    "source",
-                    "user_agent",
-                    "instance_id",
-                    "reg_id",
-                )
-            },
-        )
         async with self._require().begin() as conn:
-            await conn.execute(stmt, [_row(b) for b in bindings])
+            await conn.execute(_UPSERT, [_row(b) for b in bindings])
 
     async def delete(self, keys: Sequence[tuple[str, str]]) -> None:
         if not keys:
             return
-        stmt = delete(bindings_table).where(
-            bindings_table.c.aor == bindparam("key_aor"),
-            bindings_table.c.contact == bindparam("key_contact"),
-        )
         async with self._require().begin() as conn:
-            await conn.execute(stmt, [{"key_aor": a, "key_contact": c} for a, c in keys])
+            await conn.execute(_DELETE, [{"key_aor": a, "key_contact": c} for a, c in keys])
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
