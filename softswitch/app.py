@@ -94,6 +94,7 @@ def build_engine(
         min_expires=s.registrar.min_expires,
         max_expires=s.registrar.max_expires,
         default_expires=s.registrar.default_expires,
+        max_contacts={u.username: u.max_contacts for u in s.users},
     )
     b2bua = B2bua(
         layer,
@@ -119,6 +120,7 @@ def build_engine(
         flood_threshold=sec.flood.max_requests_per_second,
         flood_window=1.0,
         ban_time=sec.auth_failures.ban_time,
+        flood_ban_time=sec.flood.ban_time,
         trusted=[str(n) for n in sec.trusted_networks],
     )
     authenticator = DigestAuthenticator(

@@ -36,7 +36,9 @@ from softswitch.sip.uri import AbsoluteUri, SipUri, TelUri
 
 log = logging.getLogger("softswitch.pipeline")
 
-SUPPORTED_EXTENSIONS = frozenset({"path", "outbound"})
+#: Option tags a request may Require (RFC 3261 §8.2.2.3). None yet: Path (RFC 3327) and
+#: outbound (RFC 5626) are not implemented, so the switch does not claim them.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 KNOWN_METHODS = frozenset(
     {
         "INVITE",
@@ -245,7 +247,6 @@ class SipEngine:
                 headers=(
                     ("Allow", ALLOW + ", REGISTER"),
                     ("Accept", "application/sdp"),
-                    ("Supported", "path, outbound"),
                 ),
                 stateless=True,
             )

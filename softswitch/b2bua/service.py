@@ -172,6 +172,9 @@ class B2bua:
         frm = req.from_
         for binding in bindings:
             self._send_fork(call, binding, frm, mf, now)
+        if not call.forks:  # no contact could be reached (unusable URIs or addresses)
+            self._fail_call(call, 480, "Temporarily Unavailable", now, cause="no usable contact")
+            return
         call.ring_deadline = now + self.ring_timeout
         self._arm(call, call.ring_deadline)
         log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
@@ -180,7 +183,14 @@ class B2bua:
         self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float
     ) -> None:
         a_req = call.a.invite
-        destination = Address.parse(binding.source)
+        try:
+            destination = Address.parse(binding.source)
+            target = parse_uri(binding.contact)
+        except (ValueError, RemoteProtocolError):
+            log.warning(
+                "call %s: unusable binding %s via %s", call.id, binding.contact, binding.source
+            )
+            return
         h = Headers()
         h.add("Max-Forwards", str(max(0, (mf if mf is not None else 70) - 1)))
         tag = self.ids.tag()
@@ -195,10 +205,6 @@ class B2bua:
         ctype = a_req.headers.get("Content-Type")
         if ctype and a_req.body:
             h.add("Content-Type", ctype)
-        try:
-            target = parse_uri(binding.contact)
-        except RemoteProtocolError:
-            return
         invite = Request("INVITE", target, h, a_req.body)
         key = self.layer.send_request(invite, destination, now)
         leg = Leg(call, "b", call_id, tag, destination, invite, key)

@@ -9,7 +9,7 @@ behind, so a restart finds them again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
@@ -74,8 +74,11 @@ class Registrar:
         min_expires: int = 60,
         max_expires: int = 3600,
         default_expires: int = 3600,
+        max_contacts: Mapping[str, int] | None = None,
     ) -> None:
         self.domain = domain
+        #: per-user cap on registered contacts (devices); the table's own cap is the largest
+        self.max_contacts = max_contacts or {}
         self.table = table
         self.min_expires = min_expires
         self.max_expires = max_expires
@@ -119,6 +122,10 @@ class Registrar:
                 updates = self._updates(req, header_expires, source)
                 if isinstance(updates, Response):
                     return updates, None
+                cap = self.max_contacts.get(user)
+                if cap is not None and self._contacts_after(aor, updates, now_wall) > cap:
+                    log.warning("%s from %s: more than %d contacts", aor, source, cap)
+                    return make_response(req, 403, f"At Most {cap} Contacts"), None
                 result = self.table.apply(aor, call_id, cseq, updates, now_wall)
                 saved = tuple(
                     b for b in result if any(same_contact(b.contact, u.contact) for u in updates)
@@ -147,6 +154,21 @@ class Registrar:
             )
         resp.headers.add("Date", _http_date(int(now_wall)))
         return resp, changed
+
+    def _contacts_after(self, aor: str, updates: Sequence[ContactUpdate], now_wall: float) -> int:
+        """How many contacts the AOR would have once ``updates`` are applied."""
+        current = self.table.lookup(aor, now_wall)
+        kept = [
+            b
+            for b in current
+            if not any(u.expires == 0 and same_contact(b.contact, u.contact) for u in updates)
+        ]
+        added = [
+            u
+            for u in updates
+            if u.expires > 0 and not any(same_contact(b.contact, u.contact) for b in current)
+        ]
+        return len(kept) + len(added)
 
     def _updates(
         self, req: Request, header_expires: int | None, source: Address

@@ -3,7 +3,8 @@
 A sans-I/O abuse tracker (ARCHITECTURE.md, principles 1 and 6): every input carries ``now``
 (monotonic seconds), nothing here reads a clock, and every table has an expiry and a size cap.
 
-Two kinds of abuse lead to a ban of the source address for ``ban_time`` seconds:
+Two kinds of abuse lead to a ban of the source address: authentication failures (for
+``ban_time`` seconds) and floods (for ``flood_ban_time``, by default the same):
 
 * **Authentication failures** (digest credentials rejected, RFC 3261 §22): when a source
   collects ``auth_failure_threshold`` failures within a sliding window of
@@ -86,6 +87,7 @@ class BanList:
         "_ban_time",
         "_bans",
         "_flood",
+        "_flood_ban_time",
         "_flood_threshold",
         "_flood_window",
         "_max_bans",
@@ -102,6 +104,7 @@ class BanList:
         flood_threshold: int = 200,
         flood_window: float = 1.0,
         ban_time: float = 600.0,
+        flood_ban_time: float | None = None,
         max_tracked: int = 10_000,
         max_bans: int = 10_000,
         trusted: NetworkAcl | Iterable[str] = (),
@@ -117,6 +120,7 @@ class BanList:
         self._flood_threshold = flood_threshold
         self._flood_window = float(flood_window)
         self._ban_time = float(ban_time)
+        self._flood_ban_time = float(ban_time if flood_ban_time is None else flood_ban_time)
         self._max_tracked = max_tracked
         self._max_bans = max_bans
         self._trusted = trusted if isinstance(trusted, NetworkAcl) else NetworkAcl(trusted)
@@ -284,7 +288,7 @@ class BanList:
             # Trusted sources restart their window instead of being banned.
             self._flood[ip] = _Flood(now)
             return None
-        return self._ban(ip, now, BanReason.FLOOD, self._ban_time)
+        return self._ban(ip, now, BanReason.FLOOD, self._flood_ban_time)
 
     def _ban(self, ip: str, now: float, reason: BanReason, length: float) -> SourceBanned:
         until = now + length

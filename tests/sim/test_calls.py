@@ -274,3 +274,38 @@ def test_keepalive_removes_a_contact_that_stops_answering() -> None:
     net.run(net.now + 2 * (10 + 32) + 5)  # two probes, each unanswered until Timer F
     assert len(net.engine.registrar.table) == 0
     assert net.engine.keepalive is not None and net.engine.keepalive.pending == 0
+
+
+def test_each_user_is_held_to_its_own_max_contacts() -> None:
+    net = Network()
+    caps = net.engine.registrar.max_contacts
+    caps["1001"] = 2
+    phones = [net.add_phone("1001", 5100 + i) for i in range(3)]
+    for phone in phones[:2]:
+        phone.register()
+        net.run_until(lambda p=phone: p.registered)
+    phones[2].register()
+    net.run(net.now + 2)
+    last = [r for r in phones[2].responses if r.cseq.method == "REGISTER"][-1]
+    assert (last.status, last.reason) == (403, "At Most 2 Contacts")
+    assert len(net.engine.registrar.lookup("1001", net.engine.wall_clock())) == 2
+    phones[0].register()  # a refresh of a registered contact is not a new one
+    phones[0].registered = False
+    net.run_until(lambda: phones[0].registered)
+
+
+def test_a_binding_that_cannot_be_reached_fails_the_call_at_once() -> None:
+    from softswitch.registrar.bindings import ContactUpdate
+
+    net, alice, _ = setup_pair()
+    net.engine.registrar.table.apply(
+        "1003@softswitch.local",
+        "x",
+        1,
+        [ContactUpdate("sip:1003@127.0.0.1:5099", 300, source="sctp:nowhere")],
+        net.engine.wall_clock(),
+    )
+    alice.call("1003")
+    net.run_until(lambda: alice.final_status is not None, 2)
+    assert alice.final_status == 480
+    assert_drained(net)

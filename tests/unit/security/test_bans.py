@@ -336,3 +336,11 @@ def test_handle_timer_at_next_deadline_always_makes_progress() -> None:
         fired += 1
     assert bans.next_deadline() is None
     assert fired == 2  # one firing for the flood window, one for the failure history
+
+
+def test_flood_bans_last_their_own_time() -> None:
+    bans = BanList(flood_threshold=2, ban_time=300, flood_ban_time=60)
+    events = [bans.record_request("192.0.2.7", 10.0) for _ in range(3)]
+    banned = events[-1]
+    assert isinstance(banned, SourceBanned) and banned.reason == BanReason.FLOOD
+    assert banned.until == 70.0
