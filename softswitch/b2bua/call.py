@@ -78,6 +78,7 @@ class Call:
     ring_deadline: float = 0.0
     answered_at: float | None = None
     end_cause: str = ""
+    pending: set[TxnKey] = field(default_factory=set)  # our client transactions of this call
 
     def move(self, new: CallState) -> None:
         if new is self.state:

@@ -209,7 +209,7 @@ class B2bua:
         key = self.layer.send_request(invite, destination, now)
         leg = Leg(call, "b", call_id, tag, destination, invite, key)
         call.forks.append(leg)
-        self._pending[key] = _Pending(leg, "invite")
+        self._track(key, _Pending(leg, "invite"))
 
     # -- events from the transaction layer -------------------------------------------------------
 
@@ -220,7 +220,7 @@ class B2bua:
             return False
         resp = event.response
         if resp.status >= 200 and not (pending.purpose == "invite" and resp.status < 300):
-            del self._pending[event.key]
+            self._untrack(event.key)
         if pending.purpose == "invite":
             self._fork_response(pending.leg, resp, now)
         elif pending.purpose == "bye":
@@ -231,7 +231,7 @@ class B2bua:
         return True
 
     def on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
-        pending = self._pending.pop(event.key, None)
+        pending = self._untrack(event.key)
         if pending is None:
             return False
         leg = pending.leg
@@ -323,10 +323,21 @@ class B2bua:
             req.method, body=req.body, content_type=req.headers.get("Content-Type"), extra=extra
         )
         key = self.layer.send_request(out, other.destination, now)
-        self._pending[key] = _Pending(other, purpose, event.key, leg)
+        self._track(key, _Pending(other, purpose, event.key, leg))
         return True
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _track(self, key: TxnKey, pending: _Pending) -> None:
+        """Remember a client transaction of a call (indexed per call: no scan of all calls)."""
+        self._pending[key] = pending
+        pending.leg.call.pending.add(key)
+
+    def _untrack(self, key: TxnKey) -> _Pending | None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.leg.call.pending.discard(key)
+        return pending
 
     def _leg_for(self, req: Request) -> Leg | None:
         tag = req.to.tag
@@ -481,7 +492,7 @@ class B2bua:
             return
         bye = leg.dialog.create_request("BYE")
         key = self.layer.send_request(bye, leg.destination, now)
-        self._pending[key] = _Pending(leg, "bye")
+        self._track(key, _Pending(leg, "bye"))
         leg.state = LegState.ENDED  # ended as far as the call is concerned; BYE in flight
 
     def _leg_ended(self, leg: Leg, now: float) -> None:
@@ -495,9 +506,9 @@ class B2bua:
         for leg in call.legs():
             if leg.state in (LegState.UP, LegState.TRYING, LegState.EARLY):
                 return
-        for pending in self._pending.values():
-            if pending.leg.call is call and pending.purpose != "invite":
-                return  # a BYE is still under way
+        for key in call.pending:
+            if self._pending[key].purpose != "invite":
+                return  # a BYE (or a relayed request) is still under way
         self._forget(call)
 
     def _forget(self, call: Call) -> None:
@@ -506,8 +517,9 @@ class B2bua:
         self._a_invites.pop(call.a.invite_key, None)
         for leg in call.legs():
             self._dialogs.pop((leg.call_id, leg.local_tag), None)
-        for key in [k for k, p in self._pending.items() if p.leg.call is call]:
+        for key in call.pending:
             del self._pending[key]
+        call.pending.clear()
         duration = ""
         if call.answered_at is not None:
             duration = f", answered {call.answered_at - call.created:.1f} s after start"
