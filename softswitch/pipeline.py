@@ -30,9 +30,9 @@ from softswitch.sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
-from softswitch.sip.message import Request, make_response
+from softswitch.sip.message import Request, is_unsupported_scheme, make_response
 from softswitch.sip.txn_layer import TransactionLayer
-from softswitch.sip.uri import AbsoluteUri, SipUri, TelUri
+from softswitch.sip.uri import SipUri, TelUri
 
 log = logging.getLogger("softswitch.pipeline")
 
@@ -215,7 +215,7 @@ class SipEngine:
         req = event.request
         method = req.method
         # §8.2.2.1: Request-URI scheme
-        if isinstance(req.uri, AbsoluteUri):
+        if is_unsupported_scheme(req.uri):
             self._reply(event, 416, now=now)
             return
         # §8.2.2.3: Require with extensions we do not support

@@ -453,8 +453,7 @@ class B2bua:
             return
         if all(f.state is LegState.FAILED for f in call.forks):
             best = min((f.status for f in call.forks), key=_status_rank)
-            reason = None
-            self._fail_call(call, best, reason, now, cause=f"{best}")
+            self._fail_call(call, best, None, now, cause=f"{best}")
 
     def _fail_call(
         self, call: Call, status: int, reason: str | None, now: float, cause: str = ""
