@@ -138,7 +138,6 @@ def build_engine(
         b2bua=b2bua,
         keepalive=keepalive,
         on_bindings_changed=on_bindings_changed,
-        max_transactions_per_source=sec.max_transactions_per_source,
         wall_clock=wall_clock,
     )
 
@@ -279,6 +278,7 @@ class Switch:
             "transaction_tables": counts,
             "registrations": len(self.bindings),
             "bans": self.bans.ban_count,
+            "messages": dict(self.engine.stats),
             "nonces": self.authenticator.tracked_nonces,
             "listeners": [str(a) for a in self.hub.bound],
         }

@@ -83,7 +83,6 @@ class SipEngine:
         b2bua: B2bua,
         keepalive: KeepAlive | None = None,
         on_bindings_changed: Callable[[BindingsChanged], None] = lambda c: None,
-        max_transactions_per_source: int = 200,
         wall_clock: Callable[[], float],
     ) -> None:
         self.layer = layer
@@ -94,8 +93,8 @@ class SipEngine:
         self.b2bua = b2bua
         self.keepalive = keepalive
         self.on_bindings_changed = on_bindings_changed
-        self.max_per_source = max_transactions_per_source
         self.wall_clock = wall_clock
+        #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
     # -- input ---------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ async def test_options_over_udp_is_answered_200_with_allow_and_accept(switch: Sw
     via = resp.top_via
     assert via.params["rport"] not in (None, "")  # RFC 3581: the port we really came from
     assert via.params["received"] == "127.0.0.1" or via.host == "127.0.0.1"
+    assert switch.health()["messages"]["received"] == 1  # type: ignore[index]
 
 
 async def test_options_over_ipv6_udp(switch: Switch) -> None:
