@@ -177,3 +177,33 @@ async def test_drain_ends_calls_left_after_the_grace_time(switch: Switch, net: R
     assert net.now - start >= 1.0
     await net.until(lambda: alice.bye_received and bob.bye_received)
     await net.until(lambda: not switch.b2bua.calls, 2)
+
+
+async def test_advertised_address_goes_into_via_and_contact(tmp_path: Path, net: RealNet) -> None:
+    """Behind NAT the switch names its public address (a documentation address here; replies
+    still come back to loopback through received/rport)."""
+    listeners = (Listener(transport="udp", address="127.0.0.1", port=0),)
+    settings = make_settings(tmp_path, listeners)
+    settings = settings.model_copy(
+        update={"sip": settings.sip.model_copy(update={"advertised_address": "203.0.113.5"})}
+    )
+    sw = Switch(settings)
+    await sw.start()
+    try:
+        server = server_address(sw, "udp")
+        alice = await net.udp_phone("1001", server)
+        bob = await net.udp_phone("1002", server)
+        alice.register()
+        bob.register()
+        await net.until(lambda: alice.registered and bob.registered)
+        alice.call("1002")
+        await net.until(lambda: bool(bob.incoming))
+        _, invite = bob.incoming[0]
+        assert invite.top_via.host == "203.0.113.5"
+        assert f"sip:switch@203.0.113.5:{server.port}" in (invite.headers.get("Contact") or "")
+        bob.answer()
+        await net.until(lambda: alice.call_state == "confirmed")
+        alice.hangup()
+        await net.until(lambda: bob.bye_received)
+    finally:
+        await sw.stop()

@@ -6,6 +6,7 @@ must be empty again once the RFC 3261 timers have run out.
 
 from __future__ import annotations
 
+from softswitch.sip.events import Address
 from softswitch.sip.message import Request, Response, parse_message
 
 from .network import SWITCH, Network, Phone
@@ -309,3 +310,18 @@ def test_a_binding_that_cannot_be_reached_fails_the_call_at_once() -> None:
     net.run_until(lambda: alice.final_status is not None, 2)
     assert alice.final_status == 480
     assert_drained(net)
+
+
+def test_source_network_acl_refuses_a_valid_user_from_outside() -> None:
+    """users[].allowed_networks: 1001 may register from loopback only (the demo config)."""
+    net = Network()
+    outsider = Phone(net, "1001", "demo1001", Address("udp", "192.0.2.50", 5080))
+    net.phones[outsider.address] = outsider  # an in-memory address: nothing leaves the process
+    outsider.register()
+    net.run(net.now + 2)
+    last = [r for r in outsider.responses if r.cseq.method == "REGISTER"][-1]
+    assert (last.status, last.reason) == (403, "Source Network Not Allowed")
+    assert len(net.engine.registrar.table) == 0
+    insider = net.add_phone("1001", 5081)
+    insider.register()
+    net.run_until(lambda: insider.registered)

@@ -348,3 +348,33 @@ def test_stateless_answer_keeps_no_state_and_a_retransmission_is_handled_anew() 
     assert run_until(layer, 40.0) == []  # nothing kept, nothing resent
     layer.receive_data(raw, PEER, 0.1)  # the same request again: a new transaction
     assert [type(e) for e in layer.take_events()] == [RequestReceived]
+
+
+def rfc2543_invite() -> bytes:
+    """An RFC 2543 INVITE: its Via has no branch, so matching falls back to §17.2.3's rule."""
+    return (
+        b"INVITE sip:bob@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5070\r\n"
+        b"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n"
+        b"Call-ID: old@h\r\nCSeq: 7 INVITE\r\nContact: <sip:alice@10.0.0.1:5070>\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+def test_rfc2543_retransmission_and_ack_match_without_a_branch() -> None:
+    layer = new_layer()
+    raw = rfc2543_invite()
+    layer.receive_data(raw, PEER, 0.0)
+    [event] = layer.take_events()
+    assert event.key[0] == "2543"
+    layer.take_outgoing()
+    layer.respond(event.key, make_response(event.request, 486, to_tag="t9"), 0.1)
+    [busy] = layer.take_outgoing()
+    layer.receive_data(raw, PEER, 0.2)  # retransmission: matched, the 486 again, no new event
+    assert [o.data for o in layer.take_outgoing()] == [busy.data]
+    assert layer.take_events() == []
+    ack = raw.replace(b"INVITE sip", b"ACK sip").replace(b"7 INVITE", b"7 ACK")
+    ack = ack.replace(b"To: <sip:bob@example.com>", b"To: <sip:bob@example.com>;tag=t9")
+    layer.receive_data(ack, PEER, 0.3)
+    assert layer.take_events() == []  # absorbed by the transaction, as for RFC 3261 branches
+    assert run_until(layer, 1.0) == []  # Confirmed: no more 486 retransmissions
