@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy softswitch
+	$(VENV)/bin/mypy softswitch media
 
 check-config: $(STAMP)
 	$(VENV)/bin/softswitch check configs/default.yaml

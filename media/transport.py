@@ -1,0 +1,169 @@
+"""RTP sockets of the switch: the port pool, endpoints with symmetric latching, the relay.
+
+- Ports come in pairs, RTP on an even port and RTCP on the next odd one (RFC 3550 §11), from a
+  configured range; a call's ports return to the pool when it ends.
+- Symmetric RTP (RFC 4961): an endpoint sends to where its peer's packets actually come from,
+  not to the address in the peer's SDP, so a home agent behind NAT hears audio. Until the first
+  packet arrives it sends to the SDP address.
+- The relay forwards one leg's RTP to the other without decoding, through a
+  ``StreamRewriter`` per direction (RFC 3550 §8.2 translation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+from media.rtp.packet import is_rtcp
+from media.rtp.rewrite import StreamRewriter
+
+__all__ = ["PortPool", "PortsExhausted", "Relay", "RtpEndpoint"]
+
+log = logging.getLogger("media.transport")
+
+Addr = tuple[str, int]
+
+
+class PortsExhausted(RuntimeError):
+    """Every RTP port pair of the range is in use (the call should get 503)."""
+
+
+class PortPool:
+    """Even/odd port pairs of ``[first, last]``, handed out least recently used first."""
+
+    def __init__(self, first: int, last: int) -> None:
+        if first % 2:
+            first += 1
+        if not 1024 <= first < last <= 65535:
+            raise ValueError(f"bad RTP port range {first}-{last}")
+        self.first = first
+        self.last = last
+        self._free: list[int] = list(range(first, last, 2))
+        self._used: set[int] = set()
+
+    def __len__(self) -> int:
+        """Free pairs."""
+        return len(self._free)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._free) + len(self._used)
+
+    def allocate(self) -> int:
+        """An even RTP port whose RTCP port (+1) is also reserved."""
+        if not self._free:
+            raise PortsExhausted(f"all {self.capacity} RTP port pairs are in use")
+        port = self._free.pop(0)
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        if port in self._used:
+            self._used.remove(port)
+            self._free.append(port)  # reused last: stray packets of the old call die out
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: RtpEndpoint, rtcp: bool) -> None:
+        self.endpoint = endpoint
+        self.rtcp = rtcp
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        self.endpoint._received(data, (addr[0], addr[1]), self.rtcp)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RTP socket error: %s", exc)
+
+
+class RtpEndpoint:
+    """The switch's RTP/RTCP socket pair toward one leg."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.remote: Addr | None = None  # from SDP, until latching replaces it
+        self.latched: Addr | None = None
+        self.rtcp_remote: Addr | None = None
+        self.on_rtp: Callable[[bytearray], None] = lambda packet: None
+        self.on_rtcp: Callable[[bytes], None] = lambda packet: None
+        self.last_received: float | None = None
+        self.packets_in = 0
+        self.packets_out = 0
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+
+    async def open(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        for offset in (0, 1):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.bind((self.host, self.port + offset))
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda o=offset: _Protocol(self, rtcp=bool(o)),  # type: ignore[misc]
+                sock=sock,
+            )
+            if offset == 0:
+                self._rtp = transport
+            else:
+                self._rtcp = transport
+
+    def close(self) -> None:
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        self._rtp = self._rtcp = None
+
+    def _received(self, data: bytes, addr: Addr, rtcp_port: bool) -> None:
+        self.last_received = self.loop.time()
+        if rtcp_port or is_rtcp(data):  # RTCP on its own port, or muxed (RFC 5761)
+            self.rtcp_remote = addr
+            self.on_rtcp(data)
+            return
+        if self.latched != addr:
+            if self.latched is not None:
+                log.info("RTP port %d: peer moved from %s to %s", self.port, self.latched, addr)
+            self.latched = addr  # symmetric RTP: answer where the packets come from
+        self.packets_in += 1
+        self.on_rtp(bytearray(data))
+
+    @property
+    def destination(self) -> Addr | None:
+        return self.latched or self.remote
+
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        dest = self.destination
+        if dest is None or self._rtp is None:
+            return
+        self._rtp.sendto(packet, dest)
+        self.packets_out += 1
+
+    def send_rtcp(self, packet: bytes) -> None:
+        dest = self.rtcp_remote
+        if dest is None and self.destination is not None:
+            dest = (self.destination[0], self.destination[1] + 1)
+        if dest is not None and self._rtcp is not None:
+            self._rtcp.sendto(packet, dest)
+
+
+class Relay:
+    """Both directions of an anchored two-party call, relayed without decoding."""
+
+    def __init__(self, a: RtpEndpoint, b: RtpEndpoint, ssrc_a: int, ssrc_b: int) -> None:
+        self.a = a
+        self.b = b
+        # toward A: the switch's stream carrying B's audio, and the reverse
+        self.to_a = StreamRewriter(ssrc_a, initial_seq=ssrc_a & 0x7FFF, initial_ts=ssrc_a)
+        self.to_b = StreamRewriter(ssrc_b, initial_seq=ssrc_b & 0x7FFF, initial_ts=ssrc_b)
+        a.on_rtp = self._from_a
+        b.on_rtp = self._from_b
+        self.enabled = True
+
+    def _from_a(self, packet: bytearray) -> None:
+        if self.enabled and self.to_b.relay(packet):
+            self.b.send_rtp(packet)
+
+    def _from_b(self, packet: bytearray) -> None:
+        if self.enabled and self.to_a.relay(packet):
+            self.a.send_rtp(packet)

@@ -1,0 +1,107 @@
+"""The RTP relay on real loopback sockets: two-way forwarding, rewriting and latching."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from media.rtp.packet import RtpPacket
+from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
+
+
+def free_even_pair() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1] & ~1
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free even port pair")
+
+
+class Phone:
+    """A UDP socket standing in for a phone's RTP port."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.addr = self.sock.getsockname()
+
+    def send(self, to: tuple[str, int], seq: int, ts: int, ssrc: int, payload: bytes) -> None:
+        self.sock.sendto(bytes(RtpPacket(0, seq, ts, ssrc, payload=payload)), to)
+
+    async def recv(self, timeout: float = 2.0) -> tuple[RtpPacket, tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        data, addr = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 2048), timeout)
+        return RtpPacket.parse(data), addr
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[tuple[Relay, RtpEndpoint, RtpEndpoint]]:
+    loop = asyncio.get_running_loop()
+    a = RtpEndpoint(loop, "127.0.0.1", free_even_pair())
+    await a.open()
+    b = RtpEndpoint(loop, "127.0.0.1", free_even_pair())
+    await b.open()
+    yield Relay(a, b, ssrc_a=0x0A0A0A0A, ssrc_b=0x0B0B0B0B), a, b
+    a.close()
+    b.close()
+
+
+async def test_two_way_relay_rewrites_each_direction(
+    relay: tuple[Relay, RtpEndpoint, RtpEndpoint],
+) -> None:
+    _, a, b = relay
+    caller, callee = Phone(), Phone()
+    a.remote, b.remote = caller.addr, callee.addr  # as their SDP said
+    for i in range(5):
+        caller.send(("127.0.0.1", a.port), 100 + i, 1000 + 160 * i, 0x1234, b"C" * 160)
+        got, src = await callee.recv()
+        assert src == ("127.0.0.1", b.port)  # it comes from the switch's port toward B
+        assert got.payload == b"C" * 160 and got.ssrc == 0x0B0B0B0B
+        callee.send(("127.0.0.1", b.port), 7000 + i, 500 + 160 * i, 0x9999, b"B" * 160)
+        back, src = await caller.recv()
+        assert src == ("127.0.0.1", a.port)
+        assert back.payload == b"B" * 160 and back.ssrc == 0x0A0A0A0A
+    assert a.packets_in == b.packets_in == 5
+
+
+async def test_symmetric_latching_sends_to_the_real_source(
+    relay: tuple[Relay, RtpEndpoint, RtpEndpoint],
+) -> None:
+    _, a, b = relay
+    agent_behind_nat, caller = Phone(), Phone()
+    b.remote = ("127.0.0.1", 9)  # what the agent's SDP claims (a private address, in effect)
+    a.remote = caller.addr
+    # the agent talks first, from its real (translated) address
+    agent_behind_nat.send(("127.0.0.1", b.port), 1, 160, 0x55, b"A" * 160)
+    await caller.recv()
+    assert b.latched == agent_behind_nat.addr
+    caller.send(("127.0.0.1", a.port), 1, 160, 0x66, b"C" * 160)
+    got, _ = await agent_behind_nat.recv()  # reaches the agent despite its SDP address
+    assert got.payload == b"C" * 160
+
+
+def test_port_pool_pairs_and_exhaustion() -> None:
+    pool = PortPool(20001, 20008)  # rounds up to even: 20002, 20004, 20006
+    ports = [pool.allocate() for _ in range(3)]
+    assert ports == [20002, 20004, 20006] and all(p % 2 == 0 for p in ports)
+    with pytest.raises(PortsExhausted):
+        pool.allocate()
+    pool.release(20004)
+    assert len(pool) == 1 and pool.allocate() == 20004
+    for port in ports:
+        pool.release(port)
+    assert len(pool) == pool.capacity == 3
