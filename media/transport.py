@@ -16,10 +16,11 @@ import logging
 import socket
 from collections.abc import Callable
 
+from media.codecs.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from media.rtp.packet import is_rtcp
 from media.rtp.rewrite import StreamRewriter
 
-__all__ = ["PortPool", "PortsExhausted", "Relay", "RtpEndpoint"]
+__all__ = ["PayloadMap", "PortPool", "PortsExhausted", "Relay", "RtpEndpoint", "g711_map"]
 
 log = logging.getLogger("media.transport")
 
@@ -147,23 +148,76 @@ class RtpEndpoint:
             self._rtcp.sendto(packet, dest)
 
 
-class Relay:
-    """Both directions of an anchored two-party call, relayed without decoding."""
+#: What to do with each payload type arriving from one leg: the payload type to send it on
+#: and, for G.711 between laws, the 256-byte transcoding table (None: payload untouched).
+PayloadMap = dict[int, tuple[int, bytes | None]]
 
-    def __init__(self, a: RtpEndpoint, b: RtpEndpoint, ssrc_a: int, ssrc_b: int) -> None:
+
+def g711_map(pt_in: int, pt_out: int) -> PayloadMap:
+    """PCMU (0) and PCMA (8) on either side; the same law is a plain relay."""
+    if pt_in == pt_out:
+        return {}
+    table = bytes(ULAW_TO_ALAW_TABLE) if pt_in == 0 else bytes(ALAW_TO_ULAW_TABLE)
+    return {pt_in: (pt_out, table)}
+
+
+def _payload_offset(packet: bytearray) -> int:
+    """Where the payload starts: after CSRCs and any header extension (RFC 3550 §5.1, §5.3.1)."""
+    offset = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10 and len(packet) >= offset + 4:
+        offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
+    return offset
+
+
+def _apply(packet: bytearray, mapping: PayloadMap) -> None:
+    entry = mapping.get(packet[1] & 0x7F)
+    if entry is None:
+        return
+    pt_out, table = entry
+    packet[1] = (packet[1] & 0x80) | pt_out
+    if table is not None:
+        start = _payload_offset(packet)
+        end = len(packet) - (packet[-1] if packet[0] & 0x20 and len(packet) > start else 0)
+        packet[start:end] = packet[start:end].translate(table)
+
+
+class Relay:
+    """Both directions of an anchored two-party call.
+
+    With the same codec on both legs packets are relayed without decoding; between PCMU and
+    PCMA each payload byte is transcoded through a table (no linear PCM in between), and other
+    payload types (telephone-event) are renumbered to what each leg negotiated.
+    """
+
+    def __init__(
+        self,
+        a: RtpEndpoint,
+        b: RtpEndpoint,
+        ssrc_a: int,
+        ssrc_b: int,
+        *,
+        a_to_b: PayloadMap | None = None,
+        b_to_a: PayloadMap | None = None,
+    ) -> None:
         self.a = a
         self.b = b
         # toward A: the switch's stream carrying B's audio, and the reverse
         self.to_a = StreamRewriter(ssrc_a, initial_seq=ssrc_a & 0x7FFF, initial_ts=ssrc_a)
         self.to_b = StreamRewriter(ssrc_b, initial_seq=ssrc_b & 0x7FFF, initial_ts=ssrc_b)
+        self.a_to_b: PayloadMap = a_to_b or {}
+        self.b_to_a: PayloadMap = b_to_a or {}
         a.on_rtp = self._from_a
         b.on_rtp = self._from_b
         self.enabled = True
 
     def _from_a(self, packet: bytearray) -> None:
         if self.enabled and self.to_b.relay(packet):
+            if self.a_to_b:
+                _apply(packet, self.a_to_b)
             self.b.send_rtp(packet)
 
     def _from_b(self, packet: bytearray) -> None:
         if self.enabled and self.to_a.relay(packet):
+            if self.b_to_a:
+                _apply(packet, self.b_to_a)
             self.a.send_rtp(packet)

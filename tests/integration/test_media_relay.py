@@ -105,3 +105,36 @@ def test_port_pool_pairs_and_exhaustion() -> None:
     for port in ports:
         pool.release(port)
     assert len(pool) == pool.capacity == 3
+
+
+async def test_pcmu_to_pcma_transcoding_and_event_renumbering() -> None:
+    from media.codecs.g711 import alaw_decode, ulaw_encode
+    from media.tones import tone
+    from media.transport import g711_map
+
+    loop = asyncio.get_running_loop()
+    a = RtpEndpoint(loop, "127.0.0.1", free_even_pair())
+    b = RtpEndpoint(loop, "127.0.0.1", free_even_pair())
+    await a.open()
+    await b.open()
+    try:
+        # A talks PCMU with telephone-event 101; B negotiated PCMA with telephone-event 96
+        a_to_b = {**g711_map(0, 8), 101: (96, None)}
+        b_to_a = {**g711_map(8, 0), 96: (101, None)}
+        Relay(a, b, 1, 2, a_to_b=a_to_b, b_to_a=b_to_a)
+        caller, agent = Phone(), Phone()
+        a.remote, b.remote = caller.addr, agent.addr
+        samples = tone((1000.0,), 20, -10.0)
+        caller.send(("127.0.0.1", a.port), 1, 0, 0x77, ulaw_encode(samples).tobytes())
+        got, _ = await agent.recv()
+        assert got.payload_type == 8
+        decoded = alaw_decode(got.payload).astype(float)
+        # the same waveform within G.711 quantisation (both laws: a few percent of full scale)
+        assert float(abs(decoded - samples).max()) < 0.06 * float(abs(samples).max())
+        event = bytes([5, 0x0A, 0x00, 0xA0])  # RFC 4733: digit 5, volume 10, duration 160
+        caller.sock.sendto(bytes(RtpPacket(101, 2, 0, 0x77, payload=event)), ("127.0.0.1", a.port))
+        got, _ = await agent.recv()
+        assert (got.payload_type, got.payload) == (96, event)  # renumbered, untouched
+    finally:
+        a.close()
+        b.close()
