@@ -43,6 +43,7 @@ test: $(STAMP) system-deps lint typecheck check-config
 
 bench: $(STAMP) system-deps
 	$(PY) -m tools.bench
+	$(PY) -m tools.bench.media_relay
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
