@@ -95,22 +95,45 @@ class RtpEndpoint:
         self.packets_out = 0
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
+        self._closed = False
 
     async def open(self) -> None:
+        for task in self.open_now():
+            await task
+
+    def open_now(self) -> list[asyncio.Task[None]]:
+        """Bind both sockets at once (so the ports are ours before the SDP names them); the
+        event loop starts reading them as soon as it runs the returned tasks."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        for offset in (0, 1):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.bind((self.host, self.port + offset))
-            transport, _ = await self.loop.create_datagram_endpoint(
-                lambda o=offset: _Protocol(self, rtcp=bool(o)),  # type: ignore[misc]
-                sock=sock,
-            )
-            if offset == 0:
-                self._rtp = transport
-            else:
-                self._rtcp = transport
+        socks = []
+        try:
+            for offset in (0, 1):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.setblocking(False)
+                sock.bind((self.host, self.port + offset))
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        return [
+            asyncio.ensure_future(self._attach(sock, bool(offset)))
+            for offset, sock in enumerate(socks)
+        ]
+
+    async def _attach(self, sock: socket.socket, rtcp: bool) -> None:
+        transport, _ = await self.loop.create_datagram_endpoint(
+            lambda: _Protocol(self, rtcp=rtcp), sock=sock
+        )
+        if self._closed:
+            transport.close()
+        elif rtcp:
+            self._rtcp = transport
+        else:
+            self._rtp = transport
 
     def close(self) -> None:
+        self._closed = True
         for transport in (self._rtp, self._rtcp):
             if transport is not None:
                 transport.close()

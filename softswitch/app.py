@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from media.engine import MediaEngine
+from media.transport import PortPool
 from softswitch.admin.http import HttpApi
-from softswitch.b2bua.service import B2bua, Ids
+from softswitch.b2bua.service import B2bua, Ids, MediaControl
 from softswitch.config import Settings
 from softswitch.pipeline import Account, SipEngine
 from softswitch.registrar.bindings import BindingTable
@@ -67,6 +69,7 @@ def build_engine(
     secret: bytes,
     wall_clock: Callable[[], float],
     on_bindings_changed: Callable[[BindingsChanged], None] = lambda changed: None,
+    media: MediaControl | None = None,
 ) -> SipEngine:
     """Wire the synchronous SIP engine from settings (no sockets, no event loop)."""
     s = settings
@@ -103,6 +106,7 @@ def build_engine(
         contact_for=contact_uri,
         ring_timeout=s.calls.ring_timeout,
         max_calls=s.calls.max_calls,
+        media=media,
     )
     keepalive = KeepAlive(
         layer,
@@ -150,12 +154,25 @@ class Switch:
         self.loop = asyncio.get_running_loop()
         self._dirty: dict[tuple[str, str], object] = {}
         self._flush_task: asyncio.Task[None] | None = None
+        self.media: MediaEngine | None = None
+        if settings.media.anchor:
+            bind = str(settings.sip.listeners[0].address)
+            advertised = settings.sip.advertised_address or bind
+            if advertised in ("0.0.0.0", "::"):
+                advertised = "127.0.0.1"
+            self.media = MediaEngine(
+                self.loop,
+                bind,
+                str(advertised),
+                PortPool(settings.media.rtp_port_min, settings.media.rtp_port_max),
+            )
         self.engine = build_engine(
             settings,
             token=lambda: secrets.token_hex(8),
             secret=secrets.token_bytes(32),
             wall_clock=time.time,
             on_bindings_changed=self._bindings_changed,
+            media=self.media,
         )
         self.layer = self.engine.layer
         self.b2bua = self.engine.b2bua
@@ -277,6 +294,7 @@ class Switch:
             "transactions": len(self.layer),
             "transaction_tables": counts,
             "registrations": len(self.bindings),
+            "media_calls": len(self.media) if self.media is not None else 0,
             "bans": self.bans.ban_count,
             "messages": dict(self.engine.stats),
             "nonces": self.authenticator.tracked_nonces,

@@ -418,6 +418,26 @@ class Security(_Section):
 # calls and logging
 
 
+class Media(_Section):
+    """RTP anchoring: every call's audio flows through the switch's own ports."""
+
+    anchor: bool = True
+    """Rewrite SDP so that RTP flows through the switch (needed for prompts, recording, DTMF,
+    listening in, and audio to home agents behind NAT)."""
+    rtp_port_min: Port = 16000
+    """First port of the RTP range (RTP on even ports, RTCP on the next odd one)."""
+    rtp_port_max: Port = 17999
+    """Last port of the RTP range; each anchored call uses two pairs."""
+
+    @model_validator(mode="after")
+    def _range(self) -> Media:
+        if self.rtp_port_max - self.rtp_port_min < 3:
+            raise rule_violation(
+                (("rtp_port_max",), "the RTP range must hold at least two port pairs")
+            )
+        return self
+
+
 class Calls(_Section):
     """Call handling limits."""
 
@@ -457,6 +477,8 @@ class Settings(_Section):
     """Bans and limits."""
     calls: Calls = Field(default_factory=Calls)
     """Call handling limits."""
+    media: Media = Field(default_factory=Media)
+    """RTP anchoring."""
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 

@@ -79,6 +79,9 @@ class Call:
     answered_at: float | None = None
     end_cause: str = ""
     pending: set[TxnKey] = field(default_factory=set)  # our client transactions of this call
+    ports: tuple[int, int] | None = None  # anchored media: our RTP ports toward A and toward B
+    stream: int = 0  # the anchored m-line
+    offer_for_b: bytes | None = None  # the caller's offer as the forks get it
 
     def move(self, new: CallState) -> None:
         if new is self.state:

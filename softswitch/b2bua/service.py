@@ -17,7 +17,9 @@ import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from media.engine import PortsExhausted
 from softswitch.b2bua.call import Call, CallState, Leg, LegState
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.dialog import Dialog
@@ -34,12 +36,27 @@ from softswitch.sip.events import (
 )
 from softswitch.sip.headers import Headers, NameAddr
 from softswitch.sip.message import Request, Response, make_response
+from softswitch.sip.sdp import SessionDescription, anchor_stream, anchored, media_address
 from softswitch.sip.txn_layer import TransactionLayer
 from softswitch.sip.uri import SipUri, parse_uri
 
 log = logging.getLogger("softswitch.b2bua")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+
+
+class MediaControl(Protocol):
+    """What the B2BUA asks of the media engine (media.engine.MediaEngine in the switch)."""
+
+    address: str
+
+    def allocate(self, call_id: str) -> tuple[int, int]: ...
+
+    def set_remote(self, call_id: str, side: str, host: str, port: int) -> None: ...
+
+    def connect(self, call_id: str) -> None: ...
+
+    def release(self, call_id: str) -> None: ...
 
 
 class Ids:
@@ -94,6 +111,7 @@ class B2bua:
         contact_for: Callable[[str], str],
         ring_timeout: float = 60.0,
         max_calls: int = 10_000,
+        media: MediaControl | None = None,
     ) -> None:
         self.layer = layer
         self.ids = ids
@@ -101,6 +119,7 @@ class B2bua:
         self.contact_for = contact_for  # transport -> our Contact URI text
         self.ring_timeout = ring_timeout
         self.max_calls = max_calls
+        self.media = media
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], Leg] = {}
         self._pending: dict[TxnKey, _Pending] = {}
@@ -164,7 +183,24 @@ class B2bua:
         if not bindings:
             self._reply(now, event.key, req, 480, "Temporarily Unavailable")
             return
+        offer: tuple[SessionDescription, int] | None = None
+        if self.media is not None and req.body and req.content_type == "application/sdp":
+            try:
+                sdp = SessionDescription.parse(req.body)
+                offer = (sdp, anchor_stream(sdp))
+            except RemoteProtocolError as exc:
+                self._reply(now, event.key, req, exc.status, exc.message)
+                return
         call = Call(self.ids.call_id(), caller, callee, now)
+        if offer is not None and self.media is not None:
+            try:
+                call.ports = self.media.allocate(call.id)
+            except PortsExhausted:
+                log.warning("call from %s refused: no RTP ports left", caller)
+                self._reply(now, event.key, req, 503, "No Media Ports")
+                return
+            call.stream = offer[1]
+            call.offer_for_b = self._rewrite(call, offer[0], "a")
         call.a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
         self.calls[call.id] = call
         self._a_invites[event.key] = call
@@ -205,7 +241,8 @@ class B2bua:
         ctype = a_req.headers.get("Content-Type")
         if ctype and a_req.body:
             h.add("Content-Type", ctype)
-        invite = Request("INVITE", target, h, a_req.body)
+        body = call.offer_for_b if call.offer_for_b is not None else a_req.body
+        invite = Request("INVITE", target, h, body)
         key = self.layer.send_request(invite, destination, now)
         leg = Leg(call, "b", call_id, tag, destination, invite, key)
         call.forks.append(leg)
@@ -319,14 +356,45 @@ class B2bua:
             value = req.headers.get(name)
             if value is not None:
                 extra.append((name, value))
+        body = (
+            self._anchor_body(call, req.body, leg.side)
+            if req.method in ("INVITE", "UPDATE")
+            else req.body
+        )
         out = other.dialog.create_request(
-            req.method, body=req.body, content_type=req.headers.get("Content-Type"), extra=extra
+            req.method, body=body, content_type=req.headers.get("Content-Type"), extra=extra
         )
         key = self.layer.send_request(out, other.destination, now)
         self._track(key, _Pending(other, purpose, event.key, leg))
         return True
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _rewrite(self, call: Call, sdp: SessionDescription, from_side: str) -> bytes:
+        """SDP from leg ``from_side`` as the other leg gets it: our address and port toward
+        that other leg; the sender's own address is where we send its media (until latching).
+        """
+        assert self.media is not None and call.ports is not None
+        md = sdp.media[call.stream] if call.stream < len(sdp.media) else None
+        if md is not None and md.port != 0:
+            host, port = media_address(md, sdp)
+            self.media.set_remote(call.id, from_side, host, port)
+        toward = call.ports[1] if from_side == "a" else call.ports[0]
+        return bytes(anchored(sdp, call.stream, self.media.address, toward))
+
+    def _anchor_body(self, call: Call, body: bytes, from_side: str) -> bytes:
+        """Rewrite an SDP body of an anchored call; anything else passes unchanged."""
+        if not body or call.ports is None or self.media is None:
+            return body
+        try:
+            sdp = SessionDescription.parse(body)
+        except RemoteProtocolError as exc:
+            log.warning("call %s: unreadable SDP from leg %s: %s", call.id, from_side, exc)
+            return body
+        out = self._rewrite(call, sdp, from_side)
+        if from_side == "b":
+            self.media.connect(call.id)  # both sides known once the callee answered
+        return out
 
     def _track(self, key: TxnKey, pending: _Pending) -> None:
         """Remember a client transaction of a call (indexed per call: no scan of all calls)."""
@@ -387,7 +455,7 @@ class B2bua:
                 a.invite,
                 status,
                 resp.reason,
-                body=resp.body,
+                body=self._anchor_body(call, resp.body, "b"),
                 content_type=resp.headers.get("Content-Type"),
                 to_tag=a.local_tag,
                 contact=self.contact_for(a.destination.transport),
@@ -430,7 +498,7 @@ class B2bua:
         ok.headers.add("Allow", ALLOW)
         if resp.body:
             ok.headers.add("Content-Type", resp.headers.get("Content-Type") or "application/sdp")
-            ok.body = resp.body
+            ok.body = self._anchor_body(call, resp.body, "b")
         try:
             a.dialog = Dialog.as_uas(a.invite, a.local_tag, ok)
         except RemoteProtocolError:
@@ -512,6 +580,9 @@ class B2bua:
 
     def _forget(self, call: Call) -> None:
         call.move(CallState.ENDED)
+        if call.ports is not None and self.media is not None:
+            self.media.release(call.id)
+            call.ports = None
         self.calls.pop(call.id, None)
         self._a_invites.pop(call.a.invite_key, None)
         for leg in call.legs():
@@ -548,7 +619,9 @@ class B2bua:
             None,
             resp.status,
             resp.reason,
-            body=resp.body,
+            body=self._anchor_body(leg.call, resp.body, leg.side)
+            if pending.purpose == "reinvite" and 200 <= resp.status < 300
+            else resp.body,
             content_type=resp.headers.get("Content-Type"),
             to_tag=origin.local_tag,
             contact=contact,

@@ -868,3 +868,34 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> list[
     if not result:
         raise RemoteProtocolError("the answer accepted no audio stream", 488)
     return result
+
+
+def anchor_stream(sdp: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA")) -> int:
+    """Index of the first audio stream the switch can anchor (port set, a supported codec).
+
+    Raises ``RemoteProtocolError(488)`` when there is none (RFC 3264 §6: not acceptable).
+    """
+    wanted = {name.upper() for name in supported}
+    for index, md in enumerate(sdp.media):
+        usable = md.media == "audio" and md.port != 0 and md.proto.upper() == "RTP/AVP"
+        if usable and any(c.name.upper() in wanted and c.clock_rate == 8000 for c in codecs(md)):
+            return index
+    raise _bad("no audio stream with a codec the switch relays (PCMU, PCMA)", 488)
+
+
+def anchored(sdp: SessionDescription, index: int, address: str, port: int) -> SessionDescription:
+    """The same description with stream ``index`` moved to the switch's ``address``/``port``.
+
+    What a media-anchoring B2BUA forwards (RFC 3264 §5, §6: c= and m= port are ours; codecs,
+    payload types and directions are the peer's, so both legs negotiate the same codec). Other
+    streams are refused with port 0; an ``a=rtcp`` port (RFC 3605) is dropped since ours is the
+    RTP port + 1.
+    """
+    media: list[MediaDescription] = []
+    for i, md in enumerate(sdp.media):
+        if i == index:
+            attrs = tuple(a for a in md.attributes if a.name.lower() != "rtcp")
+            media.append(replace(md, port=port, connection=None, attributes=attrs, port_count=None))
+        else:
+            media.append(replace(md, port=0, connection=None))
+    return replace(sdp, connection=Connection.for_address(address), media=tuple(media))

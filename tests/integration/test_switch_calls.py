@@ -7,17 +7,20 @@ connections, driven by the event loop's clock.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from media.rtp.packet import RtpPacket
 from softswitch.app import Switch
 from softswitch.config import Listener
 from softswitch.sip.events import Address
 from softswitch.sip.framing import StreamFramer
+from softswitch.sip.sdp import SessionDescription, media_address
 from tests.integration.test_switch_sockets import make_settings
-from tests.sim.network import Phone
+from tests.sim.network import Phone, sdp
 
 
 class RealNet:
@@ -207,3 +210,77 @@ async def test_advertised_address_goes_into_via_and_contact(tmp_path: Path, net:
         await net.until(lambda: bob.bye_received)
     finally:
         await sw.stop()
+
+
+class RtpSocket:
+    """A phone's RTP port."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+
+    def send(self, to: tuple[str, int], seq: int, payload: bytes) -> None:
+        self.sock.sendto(bytes(RtpPacket(0, seq, seq * 160, 0x1234, payload=payload)), to)
+
+    async def recv(self) -> RtpPacket:
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(self.sock, 2048), 2.0)
+        return RtpPacket.parse(data)
+
+
+def audio_target(body: bytes) -> tuple[str, int]:
+    offer = SessionDescription.parse(body)
+    return media_address(offer.media[0], offer)
+
+
+async def test_anchored_call_carries_audio_both_ways_through_the_switch(
+    switch: Switch, net: RealNet
+) -> None:
+    server = server_address(switch, "udp")
+    alice = await net.udp_phone("1001", server)
+    bob = await net.udp_phone("1002", server)
+    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+    alice.offer_sdp = sdp(alice_rtp.port, "alice")
+    bob.answer_sdp = sdp(bob_rtp.port, "bob")
+    alice.register()
+    bob.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    alice.call("1002")
+    await net.until(lambda: bool(bob.incoming))
+    _, invite = bob.incoming[0]
+    to_switch_from_bob = audio_target(invite.body)
+    media_range = range(switch.settings.media.rtp_port_min, switch.settings.media.rtp_port_max)
+    assert to_switch_from_bob[1] in media_range  # the offer names the switch, not alice
+    bob.answer()
+    await net.until(lambda: alice.call_state == "confirmed")
+    ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    to_switch_from_alice = audio_target(ok.body)
+    assert to_switch_from_alice[1] in media_range
+    assert to_switch_from_alice != to_switch_from_bob
+    for seq in range(3):
+        alice_rtp.send(to_switch_from_alice, seq, b"\x11" * 160)
+        heard = await bob_rtp.recv()
+        assert heard.payload == b"\x11" * 160 and heard.ssrc != 0x1234  # rewritten stream
+        bob_rtp.send(to_switch_from_bob, seq, b"\x22" * 160)
+        heard = await alice_rtp.recv()
+        assert heard.payload == b"\x22" * 160
+    assert switch.media is not None and len(switch.media) == 1
+    alice.hangup()
+    await net.until(lambda: bob.bye_received)
+    await net.until(lambda: len(switch.media) == 0)  # type: ignore[arg-type]
+    assert len(switch.media.pool) == switch.media.pool.capacity  # every port back
+
+
+async def test_offer_without_a_relayable_codec_gets_488(switch: Switch, net: RealNet) -> None:
+    server = server_address(switch, "udp")
+    alice = await net.udp_phone("1001", server)
+    bob = await net.udp_phone("1002", server)
+    bob.register()
+    await net.until(lambda: bob.registered)
+    g729_only = sdp(4000, "g729").replace(b"RTP/AVP 0 8 101", b"RTP/AVP 18")
+    alice.call("1002", g729_only)
+    await net.until(lambda: alice.final_status is not None)
+    assert alice.final_status == 488
+    assert not bob.incoming and not switch.b2bua.calls

@@ -34,6 +34,17 @@ from softswitch.sip.txn_layer import TransactionLayer
 from softswitch.sip.uri import SipUri
 
 SWITCH = Address("udp", "127.0.0.1", 5060)
+
+
+def sdp(port: int, session: str = "-", direction: str = "sendrecv") -> bytes:
+    """A phone's audio SDP: PCMU, PCMA and telephone-event on 127.0.0.1:``port``."""
+    return (
+        f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns={session}\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        f"a=fmtp:101 0-15\r\na=ptime:20\r\na={direction}\r\n"
+    ).encode()
+
+
 DOMAIN = "softswitch.local"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
@@ -189,6 +200,10 @@ class Phone:
         self.drop_acks = 0
         self.cancelled = False
         self.responses: list[Response] = []
+        # where this phone would receive RTP (a port nobody listens on unless a test binds it)
+        self.rtp_port = 9
+        self.offer_sdp = sdp(self.rtp_port, "caller")
+        self.answer_sdp = sdp(self.rtp_port, "callee")
 
     def _id(self) -> str:
         return f"{self.user}-{next(self._ids)}"
@@ -246,11 +261,11 @@ class Phone:
         self.layer.send_request(req, self.server, self.net.now)
         self._flush()
 
-    def call(self, number: str, sdp: bytes = b"v=0\r\n") -> None:
+    def call(self, number: str, body: bytes | None = None) -> None:
         self.call_state = "calling"
         req = self._base("INVITE", SipUri(DOMAIN, number), number, self._id(), 1)
         req.headers.add("Content-Type", "application/sdp")
-        req.body = sdp
+        req.body = body if body is not None else self.offer_sdp
         self.invite = req
         self.invite_key = self.layer.send_request(req, self.server, self.net.now)
         self._flush()
@@ -273,7 +288,7 @@ class Phone:
         resp.headers.add("Contact", f"<sip:{self.user}@{self.address.host}:{self.address.port}>")
         if status == 200:
             resp.headers.add("Content-Type", "application/sdp")
-            resp.body = b"v=0\r\ns=callee\r\n"
+            resp.body = self.answer_sdp
             self.dialog = Dialog.as_uas(req, "callee", resp)
             self.call_state = "answered"
         self.layer.respond(key, resp, self.net.now)
@@ -356,7 +371,7 @@ class Phone:
                 "Contact", f"<sip:{self.user}@{self.address.host}:{self.address.port}>"
             )
             resp.headers.add("Content-Type", "application/sdp")
-            resp.body = b"v=0\r\ns=callee\r\n"
+            resp.body = self.answer_sdp
             self.layer.respond(event.key, resp, now)
         elif req.method == "OPTIONS":
             self.layer.respond(event.key, make_response(req, 200, to_tag="o"), now)

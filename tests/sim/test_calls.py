@@ -9,7 +9,7 @@ from __future__ import annotations
 from softswitch.sip.events import Address
 from softswitch.sip.message import Request, Response, parse_message
 
-from .network import SWITCH, Network, Phone
+from .network import SWITCH, Network, Phone, sdp
 
 
 def setup_pair() -> tuple[Network, Phone, Phone]:
@@ -38,7 +38,7 @@ def test_register_and_basic_call_then_everything_drains() -> None:
     assert alice.final_status == 200
     # the SDP of each side reached the other unchanged (no anchoring in this layer yet)
     ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
-    assert ok.body == b"v=0\r\ns=callee\r\n"
+    assert ok.body == bob.answer_sdp
     assert net.engine.b2bua.table_sizes["calls"] == 1
     alice.hangup()
     net.run_until(lambda: alice.call_state == "ended" and bob.bye_received)
@@ -198,7 +198,7 @@ def test_reinvite_is_relayed_to_the_other_leg() -> None:
     assert alice.dialog is not None
     reinvite = alice.dialog.create_request(
         "INVITE",
-        body=b"v=0\r\ns=hold\r\n",
+        body=sdp(9, "hold", "sendonly"),
         content_type="application/sdp",
         extra=[("Contact", "<sip:1001@127.0.0.1:5071>")],
     )
@@ -213,10 +213,10 @@ def test_reinvite_is_relayed_to_the_other_leg() -> None:
         5,
     )
     reply = next(r for r in alice.responses if r.cseq.seq == seq and r.status == 200)
-    assert reply.body == b"v=0\r\ns=callee\r\n"  # bob's answer to the re-offer, relayed back
+    assert reply.body == bob.answer_sdp  # bob's answer to the re-offer, relayed back
     seen = [parse_message(d) for _, s, dst, d in net.log if dst == bob.address]
     relayed = [m for m in seen if isinstance(m, Request) and m.method == "INVITE" and m.to.tag]
-    assert relayed and relayed[-1].body == b"v=0\r\ns=hold\r\n"
+    assert relayed and relayed[-1].body == sdp(9, "hold", "sendonly")
     alice.hangup()
     net.run_until(lambda: bob.bye_received)
     assert_drained(net)

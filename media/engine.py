@@ -1,0 +1,105 @@
+"""The facade the switch uses for media: per call, two anchored endpoints and their relay.
+
+The B2BUA is synchronous, so every operation here is too: ports are taken from the pool and
+their sockets bound at once (the event loop starts reading them right after). ``side`` is
+``"a"`` for the caller's leg and ``"b"`` for the callee's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
+
+__all__ = ["MediaEngine", "PortsExhausted"]
+
+log = logging.getLogger("media.engine")
+
+
+@dataclass(eq=False, slots=True)
+class _CallMedia:
+    a: RtpEndpoint
+    b: RtpEndpoint
+    relay: Relay | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class MediaEngine:
+    """All anchored calls of the process."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, bind: str, advertised: str, pool: PortPool
+    ) -> None:
+        self.loop = loop
+        self.bind = bind
+        self.address = advertised  # what the SDP we send names
+        self.pool = pool
+        self._calls: dict[str, _CallMedia] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def allocate(self, call_id: str) -> tuple[int, int]:
+        """RTP ports toward the caller and toward the callee; raises PortsExhausted."""
+        endpoints: list[RtpEndpoint] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for _ in range(2):
+                endpoint, opened = self._open_endpoint()
+                endpoints.append(endpoint)
+                tasks.extend(opened)
+        except PortsExhausted:
+            for endpoint in endpoints:
+                endpoint.close()
+                self.pool.release(endpoint.port)
+            raise
+        a, b = endpoints
+        self._calls[call_id] = _CallMedia(a, b, tasks=tasks)
+        return a.port, b.port
+
+    def _open_endpoint(self) -> tuple[RtpEndpoint, list[asyncio.Task[None]]]:
+        while True:
+            port = self.pool.allocate()  # raises PortsExhausted when none is left
+            endpoint = RtpEndpoint(self.loop, self.bind, port)
+            try:
+                return endpoint, endpoint.open_now()
+            except OSError:
+                # Taken by another program: it stays out of the pool (one log line per port).
+                log.warning("RTP port %d or %d is in use by another program", port, port + 1)
+
+    def set_remote(self, call_id: str, side: str, host: str, port: int) -> None:
+        """Where a leg's SDP says to send (until its first packet latches the real source)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        endpoint = call.a if side == "a" else call.b
+        endpoint.remote = (host, port)
+
+    def connect(self, call_id: str) -> None:
+        """Start relaying between the two legs (idempotent)."""
+        call = self._calls.get(call_id)
+        if call is None or call.relay is not None:
+            return
+        call.relay = Relay(call.a, call.b, secrets.randbits(32), secrets.randbits(32))
+
+    def release(self, call_id: str) -> None:
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return
+        for endpoint in (call.a, call.b):
+            endpoint.close()
+            self.pool.release(endpoint.port)
+
+    def stats(self, call_id: str) -> dict[str, int] | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return {
+            "a_in": call.a.packets_in,
+            "a_out": call.a.packets_out,
+            "b_in": call.b.packets_in,
+            "b_out": call.b.packets_out,
+        }
