@@ -62,6 +62,9 @@ SOFTSWITCH_BENCH_OVERRIDES: dict[str, Any] = {
     "logging.level": "warning",
     "security.max_transactions_per_source": 1_000_000,
     "calls.max_calls": 100_000,
+    # Signalling only, like the Kamailio proxy baseline (no media). ``--anchor-media`` turns
+    # RTP anchoring on, to see what per-call media set-up costs.
+    "media.anchor": False,
 }
 
 
@@ -598,6 +601,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, help="seconds per workload per server")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
+    parser.add_argument(
+        "--anchor-media",
+        action="store_true",
+        help="run the softswitch with RTP anchoring (default: signalling only, as the baseline)",
+    )
     return parser.parse_args(argv)
 
 
@@ -606,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     if sipp_path() is None:
         print("sipp is not installed (Debian package sip-tester)", file=sys.stderr)
         return 2
+    SOFTSWITCH_BENCH_OVERRIDES["media.anchor"] = bool(args.anchor_media)
+    print(f"softswitch media anchoring: {'on' if args.anchor_media else 'off (as the baseline)'}")
     plan = RampPlan()
     if args.quick:
         plan = RampPlan(step_seconds=2.0, min_calls=50, budget=45.0, max_steps=8)
