@@ -24,6 +24,7 @@ class _CallMedia:
     a: RtpEndpoint
     b: RtpEndpoint
     relay: Relay | None = None
+    relay_started: float | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -84,6 +85,7 @@ class MediaEngine:
         if call is None or call.relay is not None:
             return
         call.relay = Relay(call.a, call.b, secrets.randbits(32), secrets.randbits(32))
+        call.relay_started = self.loop.time()
 
     def release(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
@@ -92,6 +94,23 @@ class MediaEngine:
         for endpoint in (call.a, call.b):
             endpoint.close()
             self.pool.release(endpoint.port)
+
+    def silent(self, now: float, timeout: float) -> list[tuple[str, str]]:
+        """(call, side) of every relaying call with a leg that sent nothing for ``timeout`` s.
+
+        A leg is timed from the last packet it sent, or from when relaying started if it never
+        sent one (dead-peer detection: a phone that lost its network, or a one-way NAT).
+        """
+        out: list[tuple[str, str]] = []
+        for call_id, call in self._calls.items():
+            if call.relay_started is None:
+                continue
+            for side, endpoint in (("a", call.a), ("b", call.b)):
+                last = endpoint.last_received or call.relay_started
+                if now - last >= timeout:
+                    out.append((call_id, side))
+                    break
+        return out
 
     def stats(self, call_id: str) -> dict[str, int] | None:
         call = self._calls.get(call_id)

@@ -185,6 +185,7 @@ class Switch:
         self.http = HttpApi(self)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._watch: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.started = time.time()
 
@@ -282,6 +283,8 @@ class Switch:
             log.info("SIP listening on %s", bound)
         await self.http.start(str(s.http.address), s.http.port)
         self._reschedule()
+        if self.media is not None and s.media.dead_peer_timeout > 0:
+            self._watch = asyncio.ensure_future(self._watch_media(float(s.media.dead_peer_timeout)))
 
     def health(self) -> dict[str, object]:
         counts = self.layer.counts
@@ -320,7 +323,24 @@ class Switch:
             while self.b2bua.calls and self.loop.time() < end:
                 await asyncio.sleep(0.1)
 
+    async def _watch_media(self, timeout: float) -> None:
+        """Dead-peer detection: end calls with a leg that stopped sending RTP."""
+        assert self.media is not None
+        interval = min(5.0, max(0.2, timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.loop.time()
+            for call_id, side in self.media.silent(now, timeout):
+                who = "caller" if side == "a" else "callee"
+                log.warning(
+                    "call %s: no RTP from the %s for %.0f s, ending the call", call_id, who, timeout
+                )
+                self.b2bua.hangup(call_id, f"no media from the {who}", now)
+            self._flush()
+
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_task is not None:

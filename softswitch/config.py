@@ -428,6 +428,10 @@ class Media(_Section):
     """First port of the RTP range (RTP on even ports, RTCP on the next odd one)."""
     rtp_port_max: Port = 17999
     """Last port of the RTP range; each anchored call uses two pairs."""
+    dead_peer_timeout: Integer = Field(default=60, ge=0)
+    """Seconds a leg of an established call may send no RTP before the call is ended (a
+    phone that lost its network); 0 turns the check off. Phones on hold must keep sending
+    (RFC 3264 §8.4 keeps RTCP going; many phones send comfort noise)."""
 
     @model_validator(mode="after")
     def _range(self) -> Media:

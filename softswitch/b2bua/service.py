@@ -627,6 +627,14 @@ class B2bua:
             contact=contact,
         )
 
+    def hangup(self, call_id: str, cause: str, now: float) -> bool:
+        """End one call from outside signalling (dead media, an operator); False if unknown."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        self._hangup(call, cause, now)
+        return True
+
     def hangup_all(self, now: float) -> None:
         """End every call (the grace time after SIGTERM is over)."""
         for call in list(self.calls.values()):

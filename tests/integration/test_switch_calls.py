@@ -284,3 +284,45 @@ async def test_offer_without_a_relayable_codec_gets_488(switch: Switch, net: Rea
     await net.until(lambda: alice.final_status is not None)
     assert alice.final_status == 488
     assert not bob.incoming and not switch.b2bua.calls
+
+
+async def test_a_leg_that_stops_sending_rtp_ends_the_call(tmp_path: Path, net: RealNet) -> None:
+    listeners = (Listener(transport="udp", address="127.0.0.1", port=0),)
+    settings = make_settings(tmp_path, listeners)
+    settings = settings.model_copy(
+        update={"media": settings.media.model_copy(update={"dead_peer_timeout": 1})}
+    )
+    sw = Switch(settings)
+    await sw.start()
+    try:
+        server = server_address(sw, "udp")
+        alice = await net.udp_phone("1001", server)
+        bob = await net.udp_phone("1002", server)
+        alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+        alice.offer_sdp = sdp(alice_rtp.port, "alice")
+        bob.answer_sdp = sdp(bob_rtp.port, "bob")
+        bob.auto_answer = 200
+        for phone in (alice, bob):
+            phone.register()
+        await net.until(lambda: alice.registered and bob.registered)
+        alice.call("1002")
+        await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+        ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+        to_switch_from_alice = audio_target(ok.body)
+        to_switch_from_bob = audio_target(bob.incoming_invite_body)
+        # both talk for longer than the timeout: the call stays up
+        for seq in range(30):
+            alice_rtp.send(to_switch_from_alice, seq, b"\x11" * 160)
+            bob_rtp.send(to_switch_from_bob, seq, b"\x22" * 160)
+            await asyncio.sleep(0.05)
+        assert len(sw.b2bua.calls) == 1 and not bob.bye_received
+        # bob's network goes away; alice keeps talking
+        for seq in range(30, 80):
+            alice_rtp.send(to_switch_from_alice, seq, b"\x11" * 160)
+            await asyncio.sleep(0.05)
+            if alice.bye_received and bob.bye_received:
+                break
+        assert alice.bye_received and bob.bye_received
+        await net.until(lambda: not sw.b2bua.calls)
+    finally:
+        await sw.stop()

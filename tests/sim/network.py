@@ -191,6 +191,7 @@ class Phone:
         self.auto_answer: int | None = None  # status to answer incoming INVITEs with
         self.answer_delay: float | None = None
         self.incoming: list[tuple[TxnKey, Request]] = []
+        self.incoming_invite_body = b""
         self.dialog: Dialog | None = None
         self.call_state = "idle"
         self.final_status: int | None = None
@@ -357,6 +358,7 @@ class Phone:
         req = event.request
         if req.method == "INVITE" and req.to.tag is None:
             self.incoming.append((event.key, req))
+            self.incoming_invite_body = req.body
             self.layer.respond(event.key, make_response(req, 180, to_tag="callee"), now)
             self.call_state = "ringing-in"
             if self.auto_answer is not None:
