@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
@@ -39,6 +40,9 @@ class MediaEngine:
         self.address = advertised  # what the SDP we send names
         self.pool = pool
         self._calls: dict[str, _CallMedia] = {}
+        # Released endpoints stay bound and are reused oldest first: binding and closing four
+        # sockets per call costs more than the call's signalling.
+        self._idle: deque[RtpEndpoint] = deque()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -53,15 +57,17 @@ class MediaEngine:
                 endpoints.append(endpoint)
                 tasks.extend(opened)
         except PortsExhausted:
-            for endpoint in endpoints:
-                endpoint.close()
-                self.pool.release(endpoint.port)
+            self._idle.extend(endpoints)
             raise
         a, b = endpoints
         self._calls[call_id] = _CallMedia(a, b, tasks=tasks)
         return a.port, b.port
 
     def _open_endpoint(self) -> tuple[RtpEndpoint, list[asyncio.Task[None]]]:
+        if self._idle:
+            endpoint = self._idle.popleft()
+            endpoint.reset()
+            return endpoint, []
         while True:
             port = self.pool.allocate()  # raises PortsExhausted when none is left
             endpoint = RtpEndpoint(self.loop, self.bind, port)
@@ -92,6 +98,20 @@ class MediaEngine:
         if call is None:
             return
         for endpoint in (call.a, call.b):
+            endpoint.reset()
+            self._idle.append(endpoint)
+
+    @property
+    def free_pairs(self) -> int:
+        """Port pairs a new call could still take (never bound, or bound and idle)."""
+        return len(self.pool) + len(self._idle)
+
+    def close(self) -> None:
+        """Close every socket (shutdown)."""
+        for call_id in list(self._calls):
+            self.release(call_id)
+        while self._idle:
+            endpoint = self._idle.popleft()
             endpoint.close()
             self.pool.release(endpoint.port)
 

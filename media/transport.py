@@ -78,6 +78,14 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("RTP socket error: %s", exc)
 
 
+def _ignore_rtp(packet: bytearray) -> None:
+    return None
+
+
+def _ignore_rtcp(packet: bytes) -> None:
+    return None
+
+
 class RtpEndpoint:
     """The switch's RTP/RTCP socket pair toward one leg."""
 
@@ -88,8 +96,8 @@ class RtpEndpoint:
         self.remote: Addr | None = None  # from SDP, until latching replaces it
         self.latched: Addr | None = None
         self.rtcp_remote: Addr | None = None
-        self.on_rtp: Callable[[bytearray], None] = lambda packet: None
-        self.on_rtcp: Callable[[bytes], None] = lambda packet: None
+        self.on_rtp: Callable[[bytearray], None] = _ignore_rtp
+        self.on_rtcp: Callable[[bytes], None] = _ignore_rtcp
         self.last_received: float | None = None
         self.packets_in = 0
         self.packets_out = 0
@@ -132,6 +140,14 @@ class RtpEndpoint:
         else:
             self._rtp = transport
 
+    def reset(self) -> None:
+        """Forget the previous call (for reuse of an open endpoint by the next one)."""
+        self.remote = self.latched = self.rtcp_remote = None
+        self.on_rtp = _ignore_rtp
+        self.on_rtcp = _ignore_rtcp
+        self.last_received = None
+        self.packets_in = self.packets_out = 0
+
     def close(self) -> None:
         self._closed = True
         for transport in (self._rtp, self._rtcp):
@@ -140,6 +156,8 @@ class RtpEndpoint:
         self._rtp = self._rtcp = None
 
     def _received(self, data: bytes, addr: Addr, rtcp_port: bool) -> None:
+        if self.on_rtp is _ignore_rtp:
+            return  # idle (between calls): a stray packet must not latch anything
         self.last_received = self.loop.time()
         if rtcp_port or is_rtcp(data):  # RTCP on its own port, or muxed (RFC 5761)
             self.rtcp_remote = addr

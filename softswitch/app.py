@@ -346,6 +346,8 @@ class Switch:
         if self._flush_task is not None:
             await self._flush_task
         await self.http.stop()
+        if self.media is not None:
+            self.media.close()
         await self.hub.close()
         await self.store.close()
 

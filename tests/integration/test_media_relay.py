@@ -138,3 +138,35 @@ async def test_pcmu_to_pcma_transcoding_and_event_renumbering() -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_engine_reuses_released_endpoints_with_their_state_reset() -> None:
+    from media.engine import MediaEngine
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 7))
+    try:
+        a_port, b_port = engine.allocate("call-1")
+        await asyncio.sleep(0.05)  # the loop attaches the sockets
+        caller, callee = Phone(), Phone()
+        engine.set_remote("call-1", "a", *caller.addr)
+        engine.set_remote("call-1", "b", *callee.addr)
+        engine.connect("call-1")
+        caller.send(("127.0.0.1", a_port), 1, 0, 5, b"x" * 160)
+        got, _ = await callee.recv()
+        assert got.payload == b"x" * 160
+        engine.release("call-1")
+        assert engine.free_pairs == 4 and len(engine) == 0
+        # a stray packet of the old call while idle: dropped, latches nothing
+        caller.send(("127.0.0.1", a_port), 2, 160, 5, b"y" * 160)
+        await asyncio.sleep(0.05)
+        again = engine.allocate("call-2")
+        assert set(again) <= {a_port, b_port, first, first + 2, first + 4, first + 6}
+        assert again[0] in (a_port, b_port)  # an idle bound endpoint was taken first
+        for endpoint in engine._calls["call-2"].a, engine._calls["call-2"].b:
+            assert endpoint.latched is None and endpoint.remote is None
+            assert endpoint.packets_in == 0
+    finally:
+        engine.close()
+    assert len(engine.pool) == engine.pool.capacity
