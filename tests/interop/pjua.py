@@ -170,6 +170,12 @@ class UserAgent:
     def wait_state(self, call: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
         return self.request("wait_state", timeout=timeout, call=call, state=state)
 
+    def media_start(self, call: int, tone_hz: float, record: str) -> None:
+        self.request("media_start", call=call, tone_hz=tone_hz, record=record)
+
+    def media_stop(self, call: int) -> None:
+        self.request("media_stop", call=call)
+
     def call_info(self, call: int) -> dict[str, Any]:
         return self.request("call_info", call=call)
 

@@ -130,6 +130,7 @@ class Worker:
         self.accounts: dict[str, TrackedAccount] = {}
         self.calls: dict[int, TrackedCall] = {}
         self.next_call = 1
+        self.media: dict[int, tuple[Any, Any]] = {}
         self.log_writer: StderrLog | None = None
 
     def keep(self, call: TrackedCall) -> int:
@@ -294,6 +295,36 @@ class Worker:
 
     def cmd_call_info(self, call: int) -> dict[str, Any]:
         return self.describe(call)
+
+    def cmd_media_start(self, call: int, tone_hz: float, record: str) -> dict[str, Any]:
+        """Play a continuous tone into the call and record what the call brings to a WAV."""
+        tracked = self.call(call)
+        audio = tracked.getAudioMedia(-1)
+        generator = pj.ToneGenerator()
+        generator.createToneGenerator(8000, 1)
+        tone = pj.ToneDesc()
+        tone.freq1 = int(tone_hz)
+        tone.freq2 = 0
+        tone.on_msec = 1000
+        tone.off_msec = 0
+        tone.volume = 0
+        tones = pj.ToneDescVector()
+        tones.append(tone)
+        generator.play(tones, True)
+        generator.startTransmit(audio)
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(record)
+        audio.startTransmit(recorder)
+        self.media[call] = (generator, recorder)
+        return {}
+
+    def cmd_media_stop(self, call: int) -> dict[str, Any]:
+        """Stop the tone and close the recording (its WAV header is written on close)."""
+        generator, recorder = self.media.pop(call)
+        generator.stop()
+        del generator, recorder
+        self.pump(0.1)
+        return {}
 
     def shutdown(self) -> None:
         if self.ep is None:

@@ -1,0 +1,70 @@
+"""Two-way audio through the anchored switch, checked by frequency.
+
+1001 plays 440 Hz and 1002 plays 1000 Hz into their call; each records what it hears. The
+switch anchors the call (SDP rewritten to its RTP ports, packets relayed): each recording must
+hold the other side's tone and not its own.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.interop.pjua import UserAgent
+from tests.interop.servers import ServerProcess
+
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
+
+
+def dominant_hz(path: Path) -> tuple[float, float]:
+    """The strongest frequency of a WAV and its share of the spectrum's energy."""
+    with wave.open(str(path)) as wav:
+        rate = wav.getframerate()
+        raw = wav.readframes(wav.getnframes())
+        channels = wav.getnchannels()
+    samples = np.frombuffer(raw, dtype="<i2").astype(float)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    samples = samples[len(samples) // 4 :]  # skip the call's first moments
+    assert len(samples) > rate // 2, f"{path.name}: only {len(samples)} samples"
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    peak = int(np.argmax(spectrum[1:])) + 1
+    band = spectrum[max(1, peak - 5) : peak + 6].sum()
+    return float(freqs[peak]), float(band / spectrum[1:].sum())
+
+
+def test_each_side_hears_the_other(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    alice = user_agents("1001")
+    bob = user_agents("1002")
+    for agent, user in ((alice, "1001"), (bob, "1002")):
+        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
+    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
+    incoming = bob.wait_incoming("1002", timeout=10)
+    bob.answer(incoming["call"], 200)
+    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
+    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    heard_by_alice = tmp_path / "alice.wav"
+    heard_by_bob = tmp_path / "bob.wav"
+    alice.media_start(outgoing, 440, str(heard_by_alice))
+    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    alice.wait_state(outgoing, "CONFIRMED", timeout=3)  # pumps alice's events
+    time.sleep(3.0)
+    alice.media_stop(outgoing)
+    bob.media_stop(incoming["call"])
+    health = switch.health()
+    alice.hangup(outgoing)
+    alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
+
+    hz, share = dominant_hz(heard_by_bob)
+    assert abs(hz - 440) < 15 and share > 0.5, (hz, share, health)
+    hz, share = dominant_hz(heard_by_alice)
+    assert abs(hz - 1000) < 15 and share > 0.5, (hz, share, health)
+    assert health.get("media_calls") == 1, health
