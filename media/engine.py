@@ -12,7 +12,11 @@ import logging
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from media.call_recording import CallRecording
+from media.clock import MediaClock
+from media.recorder import RecordingOptions
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
 
 __all__ = ["MediaEngine", "PortsExhausted"]
@@ -26,6 +30,7 @@ class _CallMedia:
     b: RtpEndpoint
     relay: Relay | None = None
     relay_started: float | None = None
+    recording: CallRecording | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -33,9 +38,21 @@ class MediaEngine:
     """All anchored calls of the process."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, bind: str, advertised: str, pool: PortPool
+        self,
+        loop: asyncio.AbstractEventLoop,
+        bind: str,
+        advertised: str,
+        pool: PortPool,
+        *,
+        recordings: Path | None = None,
+        recording_options: RecordingOptions | None = None,
     ) -> None:
         self.loop = loop
+        #: record every call into this folder (None: no recording)
+        self.recordings = recordings
+        self.recording_options = recording_options or RecordingOptions()
+        self.clock = MediaClock(loop)
+        self._stopping: set[asyncio.Task[None]] = set()
         self.bind = bind
         self.address = advertised  # what the SDP we send names
         self.pool = pool
@@ -92,6 +109,14 @@ class MediaEngine:
             return
         call.relay = Relay(call.a, call.b, secrets.randbits(32), secrets.randbits(32))
         call.relay_started = self.loop.time()
+        if self.recordings is not None:
+            recording = CallRecording(
+                self.clock, self.recordings / f"{call_id}.wav", self.recording_options
+            )
+            call.relay.tap_a = recording.tap_a
+            call.relay.tap_b = recording.tap_b
+            call.recording = recording
+            recording.start()
 
     def release(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
@@ -100,6 +125,15 @@ class MediaEngine:
         for endpoint in (call.a, call.b):
             endpoint.reset()
             self._idle.append(endpoint)
+        if call.recording is not None:
+            task = asyncio.ensure_future(call.recording.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def drain(self) -> None:
+        """Wait for recordings being closed (shutdown)."""
+        while self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
     @property
     def free_pairs(self) -> int:

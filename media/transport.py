@@ -250,14 +250,21 @@ class Relay:
         a.on_rtp = self._from_a
         b.on_rtp = self._from_b
         self.enabled = True
+        #: see each leg's packets as they arrive, before rewriting (recording, DTMF)
+        self.tap_a: Callable[[bytearray], None] | None = None
+        self.tap_b: Callable[[bytearray], None] | None = None
 
     def _from_a(self, packet: bytearray) -> None:
+        if self.tap_a is not None:
+            self.tap_a(packet)
         if self.enabled and self.to_b.relay(packet):
             if self.a_to_b:
                 _apply(packet, self.a_to_b)
             self.b.send_rtp(packet)
 
     def _from_b(self, packet: bytearray) -> None:
+        if self.tap_b is not None:
+            self.tap_b(packet)
         if self.enabled and self.to_a.relay(packet):
             if self.b_to_a:
                 _apply(packet, self.b_to_a)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from media.engine import MediaEngine
+from media.recorder import ChannelLayout, RecordingOptions
 from media.transport import PortPool
 from softswitch.admin.http import HttpApi
 from softswitch.b2bua.service import B2bua, Ids, MediaControl
@@ -160,11 +161,14 @@ class Switch:
             advertised = settings.sip.advertised_address or bind
             if advertised in ("0.0.0.0", "::"):
                 advertised = "127.0.0.1"
+            m = settings.media
             self.media = MediaEngine(
                 self.loop,
                 bind,
                 str(advertised),
-                PortPool(settings.media.rtp_port_min, settings.media.rtp_port_max),
+                PortPool(m.rtp_port_min, m.rtp_port_max),
+                recordings=Path(m.recordings) if m.record_calls else None,
+                recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
             )
         self.engine = build_engine(
             settings,
@@ -348,6 +352,7 @@ class Switch:
         await self.http.stop()
         if self.media is not None:
             self.media.close()
+            await self.media.drain()
         await self.hub.close()
         await self.store.close()
 

@@ -428,6 +428,12 @@ class Media(_Section):
     """First port of the RTP range (RTP on even ports, RTCP on the next odd one)."""
     rtp_port_max: Port = 17999
     """Last port of the RTP range; each anchored call uses two pairs."""
+    record_calls: bool = False
+    """Record every anchored call to a WAV file in ``recordings`` (named by call id)."""
+    recordings: str = Field(default="var/recordings", min_length=1)
+    """Folder of the recordings, relative to the working directory."""
+    record_layout: Literal["stereo", "mono"] = "stereo"
+    """stereo: caller left, called party right; mono: both mixed."""
     dead_peer_timeout: Integer = Field(default=60, ge=0)
     """Seconds a leg of an established call may send no RTP before the call is ended (a
     phone that lost its network); 0 turns the check off. Phones on hold must keep sending

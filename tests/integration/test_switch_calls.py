@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from media.codecs.g711 import alaw_encode, ulaw_encode
 from media.rtp.packet import RtpPacket
+from media.tones import tone
 from softswitch.app import Switch
 from softswitch.config import Listener
 from softswitch.sip.events import Address
@@ -326,3 +330,73 @@ async def test_a_leg_that_stops_sending_rtp_ends_the_call(tmp_path: Path, net: R
         await net.until(lambda: not sw.b2bua.calls)
     finally:
         await sw.stop()
+
+
+def tone_payloads(hz: float, count: int, encode: Callable[[np.ndarray], np.ndarray]) -> list[bytes]:
+    samples = tone((hz,), 20 * count, -10.0)
+    return [encode(samples[i * 160 : (i + 1) * 160]).tobytes() for i in range(count)]
+
+
+def channel_peak_hz(channel: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(channel.astype(float) * np.hanning(len(channel))))
+    return float(np.fft.rfftfreq(len(channel), 1 / 8000)[int(np.argmax(spectrum[1:])) + 1])
+
+
+async def test_recorded_call_has_the_caller_left_and_the_callee_right(
+    tmp_path: Path, net: RealNet
+) -> None:
+    listeners = (Listener(transport="udp", address="127.0.0.1", port=0),)
+    settings = make_settings(tmp_path, listeners)
+    recordings = tmp_path / "recordings"
+    settings = settings.model_copy(
+        update={
+            "media": settings.media.model_copy(
+                update={"record_calls": True, "recordings": str(recordings)}
+            )
+        }
+    )
+    sw = Switch(settings)
+    await sw.start()
+    try:
+        server = server_address(sw, "udp")
+        alice = await net.udp_phone("1001", server)
+        bob = await net.udp_phone("1002", server)
+        alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+        alice.offer_sdp = sdp(alice_rtp.port, "alice")
+        bob.answer_sdp = sdp(bob_rtp.port, "bob").replace(b"RTP/AVP 0 8 101", b"RTP/AVP 8 101")
+        bob.auto_answer = 200
+        for phone in (alice, bob):
+            phone.register()
+        await net.until(lambda: alice.registered and bob.registered)
+        alice.call("1002")
+        await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+        ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+        to_switch_from_alice = audio_target(ok.body)
+        to_switch_from_bob = audio_target(bob.incoming_invite_body)
+        caller_frames = tone_payloads(440, 75, ulaw_encode)  # PCMU from the caller
+        callee_frames = tone_payloads(1000, 75, alaw_encode)  # PCMA from the callee
+        for seq in range(75):
+            alice_rtp.sock.sendto(
+                bytes(RtpPacket(0, seq, seq * 160, 0xA, payload=caller_frames[seq])),
+                to_switch_from_alice,
+            )
+            bob_rtp.sock.sendto(
+                bytes(RtpPacket(8, seq, seq * 160, 0xB, payload=callee_frames[seq])),
+                to_switch_from_bob,
+            )
+            await asyncio.sleep(0.02)
+        alice.hangup()
+        await net.until(lambda: bob.bye_received)
+        await net.until(lambda: not sw.b2bua.calls)
+    finally:
+        await sw.stop()
+    [path] = list(recordings.glob("*.wav"))
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert len(frames) >= 8000  # about 1.5 s of talk, at least 1 s recorded
+    loud = np.flatnonzero(np.abs(frames).max(axis=1) > 1000)
+    talking = frames[loud[0] : loud[-1]]  # the contiguous stretch with audio
+    assert len(talking) >= 8000
+    assert abs(channel_peak_hz(talking[:, 0]) - 440) < 15  # caller on the left
+    assert abs(channel_peak_hz(talking[:, 1]) - 1000) < 15  # called party on the right

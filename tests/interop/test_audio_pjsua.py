@@ -21,8 +21,8 @@ from tests.interop.servers import ServerProcess
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 
 
-def dominant_hz(path: Path) -> tuple[float, float]:
-    """The strongest frequency of a WAV and its share of the spectrum's energy."""
+def dominant_hz(path: Path, own_hz: float) -> tuple[float, float]:
+    """The strongest frequency of a WAV, and how many dB it stands above ``own_hz``."""
     with wave.open(str(path)) as wav:
         rate = wav.getframerate()
         raw = wav.readframes(wav.getnframes())
@@ -35,8 +35,12 @@ def dominant_hz(path: Path) -> tuple[float, float]:
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
     freqs = np.fft.rfftfreq(len(samples), 1 / rate)
     peak = int(np.argmax(spectrum[1:])) + 1
-    band = spectrum[max(1, peak - 5) : peak + 6].sum()
-    return float(freqs[peak]), float(band / spectrum[1:].sum())
+
+    def band(hz: float) -> float:
+        i = int(round(hz / (freqs[1] - freqs[0])))
+        return float(spectrum[max(1, i - 5) : i + 6].sum())
+
+    return float(freqs[peak]), 10 * float(np.log10(band(freqs[peak]) / max(band(own_hz), 1e-9)))
 
 
 def test_each_side_hears_the_other(
@@ -63,8 +67,9 @@ def test_each_side_hears_the_other(
     alice.hangup(outgoing)
     alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
 
-    hz, share = dominant_hz(heard_by_bob)
-    assert abs(hz - 440) < 15 and share > 0.5, (hz, share, health)
-    hz, share = dominant_hz(heard_by_alice)
-    assert abs(hz - 1000) < 15 and share > 0.5, (hz, share, health)
+    # each hears the other's tone, and its own not at all (no loop back): at least 20 dB apart
+    hz, above_own = dominant_hz(heard_by_bob, own_hz=1000)
+    assert abs(hz - 440) < 15 and above_own > 20, (hz, above_own, health)
+    hz, above_own = dominant_hz(heard_by_alice, own_hz=440)
+    assert abs(hz - 1000) < 15 and above_own > 20, (hz, above_own, health)
     assert health.get("media_calls") == 1, health
