@@ -10,16 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from media.call_recording import CallRecording
 from media.clock import MediaClock
+from media.dtmf import DtmfReceived, Rfc4733Receiver
 from media.recorder import RecordingOptions
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
 
-__all__ = ["MediaEngine", "PortsExhausted"]
+__all__ = ["DigitSink", "MediaEngine", "PortsExhausted"]
+
+
+def _chain(taps: list[Callable[[bytearray], None]]) -> Callable[[bytearray], None] | None:
+    if not taps:
+        return None
+    if len(taps) == 1:
+        return taps[0]
+
+    def both(packet: bytearray) -> None:
+        for tap in taps:
+            tap(packet)
+
+    return both
+
 
 log = logging.getLogger("media.engine")
 
@@ -31,7 +48,30 @@ class _CallMedia:
     relay: Relay | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
+    events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+DigitSink = Callable[[str, str, DtmfReceived], None]  # (call id, side, digit)
+
+_EVENT_HEADER = struct.Struct("!BBHI")
+
+
+class _EventTap:
+    """RFC 4733 telephone-events of one leg, picked out of its RTP by payload type."""
+
+    __slots__ = ("payload_type", "receiver")
+
+    def __init__(self, payload_type: int) -> None:
+        self.payload_type = payload_type
+        self.receiver = Rfc4733Receiver()
+
+    def feed(self, packet: bytes | bytearray, now: float) -> list[DtmfReceived]:
+        if len(packet) < 16 or packet[1] & 0x7F != self.payload_type:
+            return []
+        first, second, _, ts = _EVENT_HEADER.unpack_from(packet, 0)
+        start = 12 + 4 * (first & 0x0F)
+        return self.receiver.receive(ts, bool(second & 0x80), bytes(packet[start:]), now)
 
 
 class MediaEngine:
@@ -52,6 +92,8 @@ class MediaEngine:
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
         self.clock = MediaClock(loop)
+        #: told of every digit a leg sends as RFC 4733 events
+        self.on_digit: DigitSink = lambda call_id, side, digit: None
         self._stopping: set[asyncio.Task[None]] = set()
         self.bind = bind
         self.address = advertised  # what the SDP we send names
@@ -94,13 +136,20 @@ class MediaEngine:
                 # Taken by another program: it stays out of the pool (one log line per port).
                 log.warning("RTP port %d or %d is in use by another program", port, port + 1)
 
-    def set_remote(self, call_id: str, side: str, host: str, port: int) -> None:
-        """Where a leg's SDP says to send (until its first packet latches the real source)."""
+    def set_remote(
+        self, call_id: str, side: str, host: str, port: int, events_pt: int | None = None
+    ) -> None:
+        """Where a leg's SDP says to send (until its first packet latches the real source),
+        and the payload type of its telephone-events, if it offered them."""
         call = self._calls.get(call_id)
         if call is None:
             return
         endpoint = call.a if side == "a" else call.b
         endpoint.remote = (host, port)
+        if events_pt is not None and (
+            side not in call.events or call.events[side].payload_type != events_pt
+        ):
+            call.events[side] = _EventTap(events_pt)
 
     def connect(self, call_id: str) -> None:
         """Start relaying between the two legs (idempotent)."""
@@ -109,14 +158,26 @@ class MediaEngine:
             return
         call.relay = Relay(call.a, call.b, secrets.randbits(32), secrets.randbits(32))
         call.relay_started = self.loop.time()
+        taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
+        for side, events in call.events.items():
+            taps[side].append(self._digit_tap(call_id, side, events))
         if self.recordings is not None:
             recording = CallRecording(
                 self.clock, self.recordings / f"{call_id}.wav", self.recording_options
             )
-            call.relay.tap_a = recording.tap_a
-            call.relay.tap_b = recording.tap_b
+            taps["a"].append(recording.tap_a)
+            taps["b"].append(recording.tap_b)
             call.recording = recording
             recording.start()
+        call.relay.tap_a = _chain(taps["a"])
+        call.relay.tap_b = _chain(taps["b"])
+
+    def _digit_tap(self, call_id: str, side: str, events: _EventTap) -> Callable[[bytearray], None]:
+        def tap(packet: bytearray) -> None:
+            for digit in events.feed(packet, self.loop.time()):
+                self.on_digit(call_id, side, digit)
+
+        return tap
 
     def release(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from media.dtmf import DtmfReceived
 from media.engine import MediaEngine
 from media.recorder import ChannelLayout, RecordingOptions
 from media.transport import PortPool
@@ -170,6 +171,9 @@ class Switch:
                 recordings=Path(m.recordings) if m.record_calls else None,
                 recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
             )
+        self.digits: dict[str, list[tuple[str, str]]] = {}  # call -> (side, digit), recent calls
+        if self.media is not None:
+            self.media.on_digit = self._on_digit
         self.engine = build_engine(
             settings,
             token=lambda: secrets.token_hex(8),
@@ -192,6 +196,20 @@ class Switch:
         self._watch: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.started = time.time()
+
+    def _on_digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
+        who = "caller" if side == "a" else "callee"
+        log.info(
+            "call %s: DTMF %s from the %s (%d ms, %s)",
+            call_id,
+            digit.digit,
+            who,
+            digit.duration_ms,
+            digit.source,
+        )
+        if call_id not in self.digits and len(self.digits) >= 1000:
+            del self.digits[next(iter(self.digits))]  # bounded: the most recent calls
+        self.digits.setdefault(call_id, []).append((side, digit.digit))
 
     # -- the engine's shell --------------------------------------------------------------------
 

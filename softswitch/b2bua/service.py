@@ -36,7 +36,13 @@ from softswitch.sip.events import (
 )
 from softswitch.sip.headers import Headers, NameAddr
 from softswitch.sip.message import Request, Response, make_response
-from softswitch.sip.sdp import SessionDescription, anchor_stream, anchored, media_address
+from softswitch.sip.sdp import (
+    SessionDescription,
+    anchor_stream,
+    anchored,
+    codecs,
+    media_address,
+)
 from softswitch.sip.txn_layer import TransactionLayer
 from softswitch.sip.uri import SipUri, parse_uri
 
@@ -52,7 +58,9 @@ class MediaControl(Protocol):
 
     def allocate(self, call_id: str) -> tuple[int, int]: ...
 
-    def set_remote(self, call_id: str, side: str, host: str, port: int) -> None: ...
+    def set_remote(
+        self, call_id: str, side: str, host: str, port: int, events_pt: int | None = None
+    ) -> None: ...
 
     def connect(self, call_id: str) -> None: ...
 
@@ -378,7 +386,15 @@ class B2bua:
         md = sdp.media[call.stream] if call.stream < len(sdp.media) else None
         if md is not None and md.port != 0:
             host, port = media_address(md, sdp)
-            self.media.set_remote(call.id, from_side, host, port)
+            events = next(
+                (
+                    c.payload_type
+                    for c in codecs(md)
+                    if c.name.lower() == "telephone-event" and c.clock_rate == 8000
+                ),
+                None,
+            )
+            self.media.set_remote(call.id, from_side, host, port, events)
         toward = call.ports[1] if from_side == "a" else call.ports[0]
         return bytes(anchored(sdp, call.stream, self.media.address, toward))
 

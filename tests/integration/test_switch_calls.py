@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from media.codecs.g711 import alaw_encode, ulaw_encode
+from media.dtmf import Rfc4733Sender
 from media.rtp.packet import RtpPacket
 from media.tones import tone
 from softswitch.app import Switch
@@ -400,3 +401,39 @@ async def test_recorded_call_has_the_caller_left_and_the_callee_right(
     assert len(talking) >= 8000
     assert abs(channel_peak_hz(talking[:, 0]) - 440) < 15  # caller on the left
     assert abs(channel_peak_hz(talking[:, 1]) - 1000) < 15  # called party on the right
+
+
+async def test_rfc4733_digits_in_a_call_are_reported_once_each(
+    switch: Switch, net: RealNet
+) -> None:
+    server = server_address(switch, "udp")
+    alice = await net.udp_phone("1001", server)
+    bob = await net.udp_phone("1002", server)
+    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+    alice.offer_sdp = sdp(alice_rtp.port, "alice")
+    bob.answer_sdp = sdp(bob_rtp.port, "bob")
+    bob.auto_answer = 200
+    for phone in (alice, bob):
+        phone.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    alice.call("1002")
+    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    to_switch = audio_target(ok.body)
+    seq = 0
+    for n, digit in enumerate("5#"):
+        start = 10_000 + n * 8000
+        for packet in Rfc4733Sender().packets(digit, 100):
+            alice_rtp.sock.sendto(
+                bytes(
+                    RtpPacket(101, seq, start, 0xA, marker=packet.marker, payload=packet.payload)
+                ),
+                to_switch,
+            )
+            seq += 1
+            await asyncio.sleep(0.005)
+    [call_id] = list(switch.b2bua.calls)
+    await net.until(lambda: len(switch.digits.get(call_id, [])) == 2)
+    assert switch.digits[call_id] == [("a", "5"), ("a", "#")]
+    relayed = await bob_rtp.recv()  # the events still reach the callee
+    assert relayed.payload_type == 101
