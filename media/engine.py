@@ -20,6 +20,7 @@ from media.call_recording import CallRecording
 from media.clock import MediaClock
 from media.dtmf import DtmfReceived, Rfc4733Receiver
 from media.recorder import RecordingOptions
+from media.rtp.rewrite import StreamRewriter
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
 
 __all__ = ["DigitSink", "MediaEngine", "PortsExhausted"]
@@ -48,6 +49,7 @@ class _CallMedia:
     relay: Relay | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
+    echo: bool = False  # the caller talks to itself (the echo test); only leg A is used
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -172,6 +174,23 @@ class MediaEngine:
         call.relay.tap_a = _chain(taps["a"])
         call.relay.tap_b = _chain(taps["b"])
 
+    def echo(self, call_id: str) -> None:
+        """Send every packet of leg A straight back to it (the echo test extension), as the
+        switch's own stream (RFC 3550 §8.2 translation, like the relay)."""
+        call = self._calls.get(call_id)
+        if call is None or call.relay_started is not None:
+            return
+        rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(15), secrets.randbits(32))
+        endpoint = call.a
+
+        def back(packet: bytearray) -> None:
+            if rewriter.relay(packet):
+                endpoint.send_rtp(packet)
+
+        endpoint.on_rtp = back
+        call.echo = True
+        call.relay_started = self.loop.time()
+
     def _digit_tap(self, call_id: str, side: str, events: _EventTap) -> Callable[[bytearray], None]:
         def tap(packet: bytearray) -> None:
             for digit in events.feed(packet, self.loop.time()):
@@ -220,7 +239,8 @@ class MediaEngine:
         for call_id, call in self._calls.items():
             if call.relay_started is None:
                 continue
-            for side, endpoint in (("a", call.a), ("b", call.b)):
+            sides = (("a", call.a),) if call.echo else (("a", call.a), ("b", call.b))
+            for side, endpoint in sides:
                 last = endpoint.last_received or call.relay_started
                 if now - last >= timeout:
                     out.append((call_id, side))

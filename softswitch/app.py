@@ -145,6 +145,7 @@ def build_engine(
         keepalive=keepalive,
         on_bindings_changed=on_bindings_changed,
         wall_clock=wall_clock,
+        echo_number=s.media.echo_test if media is not None else None,
     )
 
 

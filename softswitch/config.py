@@ -434,6 +434,9 @@ class Media(_Section):
     """Folder of the recordings, relative to the working directory."""
     record_layout: Literal["stereo", "mono"] = "stereo"
     """stereo: caller left, called party right; mono: both mixed."""
+    echo_test: Text | None = "9196"
+    """Number of the echo test: the switch answers and plays back what the caller says
+    (null: none). Handy to check a phone's audio path, for example a home agent's headset."""
     dead_peer_timeout: Integer = Field(default=60, ge=0)
     """Seconds a leg of an established call may send no RTP before the call is ended (a
     phone that lost its network); 0 turns the check off. Phones on hold must keep sending

@@ -84,6 +84,7 @@ class SipEngine:
         keepalive: KeepAlive | None = None,
         on_bindings_changed: Callable[[BindingsChanged], None] = lambda c: None,
         wall_clock: Callable[[], float],
+        echo_number: str | None = None,
     ) -> None:
         self.layer = layer
         self.accounts = accounts
@@ -94,6 +95,8 @@ class SipEngine:
         self.keepalive = keepalive
         self.on_bindings_changed = on_bindings_changed
         self.wall_clock = wall_clock
+        #: the number of the echo test extension (None: none)
+        self.echo_number = echo_number
         #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
@@ -371,6 +374,9 @@ class SipEngine:
             self._reply(event, 403, "From Does Not Match Credentials", now=now)
             return
         callee = _dialled(req)
+        if callee is not None and callee == self.echo_number:
+            self.b2bua.answer_echo(event, user, callee, now)
+            return
         if callee is None or callee not in self.accounts:
             self._reply(event, 404, now=now)
             return

@@ -43,6 +43,9 @@ from softswitch.sip.sdp import (
     codecs,
     media_address,
 )
+from softswitch.sip.sdp import (
+    answer as sdp_answer,
+)
 from softswitch.sip.txn_layer import TransactionLayer
 from softswitch.sip.uri import SipUri, parse_uri
 
@@ -65,6 +68,8 @@ class MediaControl(Protocol):
     def connect(self, call_id: str) -> None: ...
 
     def release(self, call_id: str) -> None: ...
+
+    def echo(self, call_id: str) -> None: ...
 
 
 class Ids:
@@ -222,6 +227,60 @@ class B2bua:
         call.ring_deadline = now + self.ring_timeout
         self._arm(call, call.ring_deadline)
         log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
+
+    def answer_echo(self, event: RequestReceived, caller: str, number: str, now: float) -> None:
+        """The echo test: the switch answers itself and sends the caller's audio back."""
+        req = event.request
+        if self.media is None or not req.body or req.content_type != "application/sdp":
+            self._reply(now, event.key, req, 488, "The Echo Test Needs An SDP Offer")
+            return
+        if self.draining or len(self.calls) >= self.max_calls:
+            self._reply(now, event.key, req, 503, "Service Unavailable")
+            return
+        try:
+            offer = SessionDescription.parse(req.body)
+            index = anchor_stream(offer)
+        except RemoteProtocolError as exc:
+            self._reply(now, event.key, req, exc.status, exc.message)
+            return
+        call = Call(self.ids.call_id(), caller, number, now)
+        try:
+            call.ports = self.media.allocate(call.id)
+        except PortsExhausted:
+            self._reply(now, event.key, req, 503, "No Media Ports")
+            return
+        call.stream = index
+        answer_sdp, _ = sdp_answer(
+            offer,
+            local_address=self.media.address,
+            local_ports=[call.ports[0]] * len(offer.media),
+            session_id=call.id[:16] or "1",
+            session_version=1,
+        )
+        md = offer.media[index]
+        self.media.set_remote(call.id, "a", *media_address(md, offer))
+        self.media.echo(call.id)
+        a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
+        call.a = a
+        self.calls[call.id] = call
+        ok = make_response(req, 200, "OK", to_tag=a.local_tag)
+        ok.headers.add("Contact", f"<{self.contact_for(a.destination.transport)}>")
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = bytes(answer_sdp)
+        try:
+            a.dialog = Dialog.as_uas(req, a.local_tag, ok)
+        except RemoteProtocolError as exc:
+            self.media.release(call.id)
+            del self.calls[call.id]
+            self._reply(now, event.key, req, 400, exc.message)
+            return
+        self._dialogs[(a.call_id, a.local_tag)] = a
+        a.state = LegState.UP
+        call.answered_at = now
+        call.move(CallState.ANSWERED)
+        self.layer.respond(event.key, ok, now)
+        log.info("call %s: %s on the echo test (%s)", call.id, caller, number)
 
     def _send_fork(
         self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float

@@ -73,3 +73,25 @@ def test_each_side_hears_the_other(
     hz, above_own = dominant_hz(heard_by_alice, own_hz=440)
     assert abs(hz - 1000) < 15 and above_own > 20, (hz, above_own, health)
     assert health.get("media_calls") == 1, health
+
+
+def test_echo_test_plays_the_caller_back(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    alice = user_agents("1001")
+    assert alice.register("1001", switch.users["1001"], switch.address, switch.domain) == 200
+    call = alice.call("1001", f"sip:9196@{switch.domain}")
+    alice.wait_state(call, "CONFIRMED", timeout=10)
+    heard = tmp_path / "echo.wav"
+    alice.media_start(call, 440, str(heard))
+    alice.wait_state(call, "CONFIRMED", timeout=3)
+    time.sleep(2.5)
+    alice.media_stop(call)
+    health = switch.health()
+    alice.hangup(call)
+    alice.wait_state(call, "DISCONNECTED", timeout=10)
+    hz, above_other = dominant_hz(heard, own_hz=1000)  # 1000 Hz: a frequency nobody plays
+    assert abs(hz - 440) < 15 and above_other > 20, (hz, above_other, health)
+    assert health.get("media_calls") == 1, health
+    held, doc = switch.wait_idle()
+    assert held, doc
