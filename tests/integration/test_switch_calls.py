@@ -437,3 +437,46 @@ async def test_rfc4733_digits_in_a_call_are_reported_once_each(
     assert switch.digits[call_id] == [("a", "5"), ("a", "#")]
     relayed = await bob_rtp.recv()  # the events still reach the callee
     assert relayed.payload_type == 101
+
+
+async def test_hold_and_resume_by_reinvite_through_the_anchor(switch: Switch, net: RealNet) -> None:
+    server = server_address(switch, "udp")
+    alice = await net.udp_phone("1001", server)
+    bob = await net.udp_phone("1002", server)
+    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+    alice.offer_sdp = sdp(alice_rtp.port, "alice")
+    bob.answer_sdp = sdp(bob_rtp.port, "bob")
+    bob.auto_answer = 200
+    for phone in (alice, bob):
+        phone.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    alice.call("1002")
+    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    first_ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    media_range = range(switch.settings.media.rtp_port_min, switch.settings.media.rtp_port_max)
+
+    async def reinvite(direction: str) -> tuple[SessionDescription, SessionDescription]:
+        assert alice.dialog is not None
+        offer = alice.dialog.create_request(
+            "INVITE",
+            body=sdp(alice_rtp.port, "alice", direction),
+            content_type="application/sdp",
+            extra=[("Contact", f"<{alice.contact}>")],
+        )
+        seq = offer.cseq.seq
+        alice.layer.send_request(offer, server, net.now)
+        alice._flush()
+        await net.until(lambda: any(r.cseq.seq == seq and r.status == 200 for r in alice.responses))
+        answer = next(r for r in alice.responses if r.cseq.seq == seq and r.status == 200)
+        return SessionDescription.parse(answer.body), SessionDescription.parse(bob.last_offer)
+
+    on_hold, bob_saw = await reinvite("sendonly")
+    assert bob_saw.media[0].direction is not None and bob_saw.media[0].direction.value == "sendonly"
+    assert media_address(bob_saw.media[0], bob_saw)[1] in media_range  # still the anchor
+    assert media_address(on_hold.media[0], on_hold) == audio_target(first_ok.body)
+    resumed, bob_saw = await reinvite("sendrecv")
+    assert bob_saw.media[0].direction.value == "sendrecv"  # type: ignore[union-attr]
+    to_switch = media_address(resumed.media[0], resumed)
+    alice_rtp.send(to_switch, 1, b"\x33" * 160)
+    heard = await bob_rtp.recv()
+    assert heard.payload == b"\x33" * 160

@@ -192,6 +192,7 @@ class Phone:
         self.answer_delay: float | None = None
         self.incoming: list[tuple[TxnKey, Request]] = []
         self.incoming_invite_body = b""
+        self.last_offer = b""
         self.dialog: Dialog | None = None
         self.call_state = "idle"
         self.final_status: int | None = None
@@ -368,6 +369,7 @@ class Phone:
             self.bye_received = True
             self.call_state = "ended"
         elif req.method == "INVITE":  # re-INVITE: answer with our SDP again
+            self.last_offer = req.body
             resp = make_response(req, 200)
             resp.headers.add(
                 "Contact", f"<sip:{self.user}@{self.address.host}:{self.address.port}>"
