@@ -16,11 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from media.call_recording import CallRecording
 from media.clock import MediaClock
+from media.codecs.g711 import alaw_encode, ulaw_encode
 from media.dtmf import DtmfReceived, Rfc4733Receiver
 from media.recorder import RecordingOptions
+from media.rtp.packet import RtpPacket
 from media.rtp.rewrite import StreamRewriter
+from media.tones import dtmf
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
 
 __all__ = ["DigitSink", "MediaEngine", "PortsExhausted"]
@@ -49,12 +54,60 @@ class _CallMedia:
     relay: Relay | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
-    echo: bool = False  # the caller talks to itself (the echo test); only leg A is used
+    local: bool = False  # the switch itself is the far end (echo, prompt test): only leg A
+    announcer: _Announcer | None = None
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 DigitSink = Callable[[str, str, DtmfReceived], None]  # (call id, side, digit)
+
+_ENCODERS = {0: ulaw_encode, 8: alaw_encode}
+
+
+class _Announcer:
+    """Audio the switch sends to leg A itself, one 20 ms frame per media clock tick."""
+
+    __slots__ = (
+        "call",
+        "encode",
+        "engine",
+        "payload_type",
+        "pending",
+        "rewriter",
+        "ssrc",
+        "token",
+    )
+
+    def __init__(self, engine: MediaEngine, call: _CallMedia, payload_type: int) -> None:
+        self.engine = engine
+        self.call = call
+        self.payload_type = payload_type
+        self.encode = _ENCODERS.get(payload_type, ulaw_encode)
+        self.pending: deque[np.ndarray] = deque()
+        self.rewriter = StreamRewriter(
+            secrets.randbits(32), secrets.randbits(15), secrets.randbits(32)
+        )
+        self.ssrc = self.rewriter.ssrc
+        self.token: int | None = None
+
+    def queue(self, samples: np.ndarray) -> None:
+        for start in range(0, len(samples), 160):
+            frame = samples[start : start + 160]
+            if len(frame) < 160:
+                frame = np.concatenate([frame, np.zeros(160 - len(frame), dtype=np.int16)])
+            self.pending.append(frame.astype(np.int16, copy=False))
+
+    def tick(self, tick: int, deadline: float) -> None:
+        if not self.pending:
+            return  # nothing to say: send nothing (the phone plays comfort silence)
+        seq, ts, marker = self.rewriter.next_generated()
+        payload = self.encode(self.pending.popleft()).tobytes()
+        packet = RtpPacket(
+            self.payload_type, seq, ts, self.rewriter.ssrc, marker=marker, payload=payload
+        )
+        self.call.a.send_rtp(bytes(packet))
+
 
 _EVENT_HEADER = struct.Struct("!BBHI")
 
@@ -188,8 +241,32 @@ class MediaEngine:
                 endpoint.send_rtp(packet)
 
         endpoint.on_rtp = back
-        call.echo = True
+        call.local = True
         call.relay_started = self.loop.time()
+
+    def prompt_test(self, call_id: str, payload_type: int, prompt: np.ndarray) -> None:
+        """The prompt test: play ``prompt`` to leg A, then a DTMF tone for each digit it sends
+        (RFC 4733, the payload type its SDP named), so a caller hears both directions work."""
+        call = self._calls.get(call_id)
+        if call is None or call.relay_started is not None:
+            return
+        announcer = _Announcer(self, call, payload_type)
+        announcer.queue(prompt)
+        call.announcer = announcer
+        events = call.events.get("a")
+
+        def heard(packet: bytearray) -> None:
+            if events is None:
+                return
+            for digit in events.feed(packet, self.loop.time()):
+                self.on_digit(call_id, "a", digit)
+                announcer.queue(dtmf(digit.digit, 200, level_dbm0=-10.0))
+                announcer.queue(np.zeros(800, dtype=np.int16))
+
+        call.a.on_rtp = heard
+        call.local = True
+        call.relay_started = self.loop.time()
+        announcer.token = self.clock.subscribe(announcer.tick)
 
     def _digit_tap(self, call_id: str, side: str, events: _EventTap) -> Callable[[bytearray], None]:
         def tap(packet: bytearray) -> None:
@@ -205,6 +282,9 @@ class MediaEngine:
         for endpoint in (call.a, call.b):
             endpoint.reset()
             self._idle.append(endpoint)
+        if call.announcer is not None and call.announcer.token is not None:
+            self.clock.unsubscribe(call.announcer.token)
+            call.announcer = None
         if call.recording is not None:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)
@@ -239,7 +319,7 @@ class MediaEngine:
         for call_id, call in self._calls.items():
             if call.relay_started is None:
                 continue
-            sides = (("a", call.a),) if call.echo else (("a", call.a), ("b", call.b))
+            sides = (("a", call.a),) if call.local else (("a", call.a), ("b", call.b))
             for side, endpoint in sides:
                 last = endpoint.last_received or call.relay_started
                 if now - last >= timeout:

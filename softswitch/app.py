@@ -18,8 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from media.dtmf import DtmfReceived
 from media.engine import MediaEngine
+from media.player import PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions
 from media.transport import PortPool
 from softswitch.admin.http import HttpApi
@@ -145,7 +148,11 @@ def build_engine(
         keepalive=keepalive,
         on_bindings_changed=on_bindings_changed,
         wall_clock=wall_clock,
-        echo_number=s.media.echo_test if media is not None else None,
+        local_numbers={
+            number: app
+            for number, app in ((s.media.echo_test, "echo"), (s.media.prompt_test, "prompt"))
+            if number is not None and media is not None
+        },
     )
 
 
@@ -173,6 +180,19 @@ class Switch:
                 recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
             )
         self.digits: dict[str, list[tuple[str, str]]] = {}  # call -> (side, digit), recent calls
+        self._prompt: np.ndarray | None = None
+        if self.media is not None and settings.media.prompt_test is not None:
+            prompt_path = settings.resolve(settings.media.prompt_test_file)
+            try:
+                prompt = load_prompt(prompt_path)
+            except PromptError as exc:
+                log.warning("prompt test %s disabled: %s", settings.media.prompt_test, exc)
+                settings = settings.model_copy(
+                    update={"media": settings.media.model_copy(update={"prompt_test": None})}
+                )
+                self.settings = settings
+            else:
+                self._prompt = prompt
         if self.media is not None:
             self.media.on_digit = self._on_digit
         self.engine = build_engine(
@@ -183,6 +203,7 @@ class Switch:
             on_bindings_changed=self._bindings_changed,
             media=self.media,
         )
+        self.engine.b2bua.prompt_audio = self._prompt
         self.layer = self.engine.layer
         self.b2bua = self.engine.b2bua
         self.registrar = self.engine.registrar

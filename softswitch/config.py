@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -418,6 +419,20 @@ class Security(_Section):
 # calls and logging
 
 
+#: The configs/ folder shipped with the project (demo prompts), for relative file names.
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_file(relative: str, config_dir: Path | None) -> Path:
+    path = Path(relative)
+    if path.is_absolute():
+        return path
+    for base in (config_dir, SHIPPED_CONFIGS):
+        if base is not None and (base / path).is_file():
+            return base / path
+    return path
+
+
 class Media(_Section):
     """RTP anchoring: every call's audio flows through the switch's own ports."""
 
@@ -437,6 +452,20 @@ class Media(_Section):
     echo_test: Text | None = "9196"
     """Number of the echo test: the switch answers and plays back what the caller says
     (null: none). Handy to check a phone's audio path, for example a home agent's headset."""
+    prompt_test: Text | None = "9197"
+    """Number of the prompt test: the switch plays ``prompt_test_file``, then a DTMF tone for
+    every digit the caller presses (RFC 4733), so both directions and DTMF are checked."""
+    prompt_test_file: str = Field(default="prompts/prompt-test.wav", min_length=1)
+    """WAV played by the prompt test, relative to the settings file's folder."""
+
+    @field_validator("prompt_test_file")
+    @classmethod
+    def _prompt_exists(cls, value: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("config_dir")
+        if base is not None and not resolve_file(value, Path(base)).is_file():
+            raise ValueError(f'file "{value}" does not exist')
+        return value
+
     dead_peer_timeout: Integer = Field(default=60, ge=0)
     """Seconds a leg of an established call may send no RTP before the call is ended (a
     phone that lost its network); 0 turns the check off. Phones on hold must keep sending
@@ -477,6 +506,13 @@ class Logging(_Section):
 
 class Settings(_Section):
     """Settings of one softswitch process."""
+
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    def resolve(self, relative: str) -> Path:
+        """A file named by the settings: relative to the settings file's folder, else to the
+        project's shipped ``configs/`` (the demo prompts), else to the working directory."""
+        return resolve_file(relative, self._config_dir)
 
     sip: Sip = Field(default_factory=Sip)
     """SIP listeners, identity and protocol limits."""
@@ -528,7 +564,9 @@ def _raw_username(item: Any) -> str | None:
 def load_settings(path: str | Path) -> Settings:
     """Load and validate a settings file; raises :class:`ConfigErrors` listing every mistake."""
     config_dir = Path(path).resolve().parent
-    return load_model(Settings, path, context={"config_dir": config_dir})
+    settings = load_model(Settings, path, context={"config_dir": config_dir})
+    settings._config_dir = config_dir
+    return settings
 
 
 def check(path: str | Path) -> list[ConfigError]:

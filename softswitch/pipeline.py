@@ -84,7 +84,7 @@ class SipEngine:
         keepalive: KeepAlive | None = None,
         on_bindings_changed: Callable[[BindingsChanged], None] = lambda c: None,
         wall_clock: Callable[[], float],
-        echo_number: str | None = None,
+        local_numbers: Mapping[str, str] | None = None,
     ) -> None:
         self.layer = layer
         self.accounts = accounts
@@ -95,8 +95,8 @@ class SipEngine:
         self.keepalive = keepalive
         self.on_bindings_changed = on_bindings_changed
         self.wall_clock = wall_clock
-        #: the number of the echo test extension (None: none)
-        self.echo_number = echo_number
+        #: numbers the switch answers itself: number -> "echo" or "prompt"
+        self.local_numbers = dict(local_numbers or {})
         #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
@@ -374,8 +374,9 @@ class SipEngine:
             self._reply(event, 403, "From Does Not Match Credentials", now=now)
             return
         callee = _dialled(req)
-        if callee is not None and callee == self.echo_number:
-            self.b2bua.answer_echo(event, user, callee, now)
+        app = self.local_numbers.get(callee or "")
+        if app is not None and callee is not None:
+            self.b2bua.answer_local(event, user, callee, app, now)
             return
         if callee is None or callee not in self.accounts:
             self._reply(event, 404, now=now)

@@ -17,7 +17,7 @@ import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from media.engine import PortsExhausted
 from softswitch.b2bua.call import Call, CallState, Leg, LegState
@@ -70,6 +70,8 @@ class MediaControl(Protocol):
     def release(self, call_id: str) -> None: ...
 
     def echo(self, call_id: str) -> None: ...
+
+    def prompt_test(self, call_id: str, payload_type: int, prompt: Any) -> None: ...
 
 
 class Ids:
@@ -133,6 +135,7 @@ class B2bua:
         self.ring_timeout = ring_timeout
         self.max_calls = max_calls
         self.media = media
+        self.prompt_audio: Any = None  # what the prompt test plays (samples at 8 kHz)
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], Leg] = {}
         self._pending: dict[TxnKey, _Pending] = {}
@@ -228,11 +231,14 @@ class B2bua:
         self._arm(call, call.ring_deadline)
         log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
 
-    def answer_echo(self, event: RequestReceived, caller: str, number: str, now: float) -> None:
-        """The echo test: the switch answers itself and sends the caller's audio back."""
+    def answer_local(
+        self, event: RequestReceived, caller: str, number: str, app: str, now: float
+    ) -> None:
+        """The switch answers itself: ``app`` is "echo" (the caller's audio sent back) or
+        "prompt" (a prompt, then a tone for each digit: ``prompt_audio`` is what it plays)."""
         req = event.request
         if self.media is None or not req.body or req.content_type != "application/sdp":
-            self._reply(now, event.key, req, 488, "The Echo Test Needs An SDP Offer")
+            self._reply(now, event.key, req, 488, "This Number Needs An SDP Offer")
             return
         if self.draining or len(self.calls) >= self.max_calls:
             self._reply(now, event.key, req, 503, "Service Unavailable")
@@ -250,16 +256,21 @@ class B2bua:
             self._reply(now, event.key, req, 503, "No Media Ports")
             return
         call.stream = index
-        answer_sdp, _ = sdp_answer(
+        answer_sdp, negotiated = sdp_answer(
             offer,
             local_address=self.media.address,
             local_ports=[call.ports[0]] * len(offer.media),
             session_id=call.id[:16] or "1",
             session_version=1,
         )
-        md = offer.media[index]
-        self.media.set_remote(call.id, "a", *media_address(md, offer))
-        self.media.echo(call.id)
+        chosen = next(n for n in negotiated if n.index == index)
+        self.media.set_remote(
+            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
+        if app == "echo":
+            self.media.echo(call.id)
+        else:
+            self.media.prompt_test(call.id, chosen.payload_type, self.prompt_audio)
         a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
         call.a = a
         self.calls[call.id] = call
@@ -280,7 +291,7 @@ class B2bua:
         call.answered_at = now
         call.move(CallState.ANSWERED)
         self.layer.respond(event.key, ok, now)
-        log.info("call %s: %s on the echo test (%s)", call.id, caller, number)
+        log.info("call %s: %s on the %s test (%s)", call.id, caller, app, number)
 
     def _send_fork(
         self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float

@@ -173,6 +173,9 @@ class UserAgent:
     def media_start(self, call: int, tone_hz: float, record: str) -> None:
         self.request("media_start", call=call, tone_hz=tone_hz, record=record)
 
+    def dtmf(self, call: int, digits: str) -> None:
+        self.request("dtmf", call=call, digits=digits)
+
     def media_stop(self, call: int) -> None:
         self.request("media_stop", call=call)
 

@@ -318,6 +318,12 @@ class Worker:
         self.media[call] = (generator, recorder)
         return {}
 
+    def cmd_dtmf(self, call: int, digits: str) -> dict[str, Any]:
+        """Send digits as RFC 4733 telephone-events (pjsua's default DTMF method)."""
+        self.call(call).dialDtmf(digits)
+        self.pump(0.3)
+        return {}
+
     def cmd_media_stop(self, call: int) -> dict[str, Any]:
         """Stop the tone and close the recording (its WAV header is written on close)."""
         generator, recorder = self.media.pop(call)

@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media.dtmf import GoertzelDetector
+from media.player import load_prompt, resample
 from tests.interop.pjua import UserAgent
 from tests.interop.servers import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 
@@ -95,3 +99,38 @@ def test_echo_test_plays_the_caller_back(
     assert health.get("media_calls") == 1, health
     held, doc = switch.wait_idle()
     assert held, doc
+
+
+def test_prompt_test_plays_the_prompt_then_a_tone_per_digit(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    alice = user_agents("1001")
+    assert alice.register("1001", switch.users["1001"], switch.address, switch.domain) == 200
+    call = alice.call("1001", f"sip:9197@{switch.domain}")
+    alice.wait_state(call, "CONFIRMED", timeout=10)
+    heard = tmp_path / "prompt.wav"
+
+    alice.media_start(call, 300, str(heard))  # alice's own tone must not come back
+    time.sleep(2.2)  # the 1.5 s prompt plays (media runs in pjsua's own threads)
+    alice.dtmf(call, "5")
+    time.sleep(1.5)
+    alice.media_stop(call)
+    alice.hangup(call)
+    alice.wait_state(call, "DISCONNECTED", timeout=10)
+
+    with wave.open(str(heard)) as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    received = resample(samples, rate, 8000) if rate != 8000 else samples
+    prompt = load_prompt(ROOT / "configs" / "prompts" / "prompt-test.wav").astype(float)
+    # the prompt, by normalised cross-correlation at its best offset
+    x = received.astype(float)
+    corr = np.correlate(x, prompt, mode="valid")
+    energy = np.sqrt(np.convolve(x * x, np.ones(len(prompt)), mode="valid"))
+    score = float(np.max(corr / (energy * np.linalg.norm(prompt) + 1e-9)))
+    assert score > 0.6, score
+    # then the switch's answer to the digit: the DTMF pair of 5, found in band
+    detector = GoertzelDetector()
+    frames = received[: len(received) // 160 * 160].reshape(-1, 160)
+    digits = [d.digit for frame in frames for d in detector.process(frame)]
+    assert digits == ["5"], digits
