@@ -13,6 +13,7 @@ the layer, synchronously, so a whole call can be simulated with a fake clock.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 from collections.abc import Callable, Sequence
@@ -52,6 +53,11 @@ from softswitch.sip.uri import SipUri, parse_uri
 log = logging.getLogger("softswitch.b2bua")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+
+
+def numeric_id(text: str) -> str:
+    """A digits-only id derived from ``text`` (SDP's o= session id, RFC 4566 §5.2)."""
+    return str(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big"))
 
 
 class MediaControl(Protocol):
@@ -260,7 +266,7 @@ class B2bua:
             offer,
             local_address=self.media.address,
             local_ports=[call.ports[0]] * len(offer.media),
-            session_id=call.id[:16] or "1",
+            session_id=numeric_id(call.id),
             session_version=1,
         )
         chosen = next(n for n in negotiated if n.index == index)

@@ -742,7 +742,9 @@ def answer(
         )
     conn = Connection.for_address(local_address)
     sdp = SessionDescription(
-        origin=Origin(username, session_id, session_version, "IN", conn.addr_type, local_address),
+        origin=Origin(
+            username, _sess_id(session_id), session_version, "IN", conn.addr_type, local_address
+        ),
         session_name=session_name,
         connection=conn,
         times=(offer.timing,),  # RFC 3264 §6: the answer's t= equals the offer's
@@ -790,7 +792,9 @@ def make_offer(
     attrs.append(Attribute(direction.value))
     md = MediaDescription("audio", local_port, "RTP/AVP", tuple(formats), attributes=tuple(attrs))
     return SessionDescription(
-        origin=Origin(username, session_id, session_version, "IN", conn.addr_type, local_address),
+        origin=Origin(
+            username, _sess_id(session_id), session_version, "IN", conn.addr_type, local_address
+        ),
         session_name=session_name,
         connection=conn,
         media=(md,),
@@ -868,6 +872,13 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> list[
     if not result:
         raise RemoteProtocolError("the answer accepted no audio stream", 488)
     return result
+
+
+def _sess_id(session_id: str) -> str:
+    """RFC 4566 §5.2: sess-id is a numeric string (peers such as pjsip reject anything else)."""
+    if not session_id.isascii() or not session_id.isdigit():
+        raise LocalProtocolError(f"SDP session id must be digits, got {session_id!r}")
+    return session_id
 
 
 def anchor_stream(sdp: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA")) -> int:

@@ -704,3 +704,25 @@ def test_media_description_can_be_built_directly() -> None:
     assert md.ptime == 40
     assert md.maxptime is None
     assert md.rtcp is None
+
+
+def test_session_id_must_be_numeric() -> None:
+    """RFC 4566 §5.2: a hex or alphanumeric o= session id is refused before it goes out."""
+    from softswitch.sip.errors import LocalProtocolError
+    from softswitch.sip.sdp import make_offer
+
+    with pytest.raises(LocalProtocolError):
+        make_offer(
+            local_address="127.0.0.1", local_port=4000, session_id="acf58005", session_version=1
+        )
+    offer = make_offer(
+        local_address="127.0.0.1", local_port=4000, session_id="123", session_version=1
+    )
+    assert offer.origin.session_id == "123"
+
+
+def test_the_b2bua_derives_numeric_session_ids() -> None:
+    from softswitch.b2bua.service import numeric_id
+
+    ids = {numeric_id(f"{n:016x}") for n in range(200)}
+    assert len(ids) == 200 and all(i.isdigit() for i in ids)
