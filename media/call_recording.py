@@ -19,6 +19,7 @@ from media.clock import MediaClock
 from media.codecs.g711 import alaw_decode, ulaw_decode
 from media.jitter import JitterBuffer
 from media.recorder import AsyncRecorder, RecordingOptions
+from media.rtp.packet import payload_bounds
 
 __all__ = ["CallRecording"]
 
@@ -42,10 +43,7 @@ class _Leg:
         pt = second & 0x7F
         if pt not in _DECODERS:
             return
-        start = 12 + 4 * (first & 0x0F)
-        if first & 0x10 and len(packet) >= start + 4:
-            start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
-        end = len(packet) - (packet[-1] if first & 0x20 else 0)
+        start, end = payload_bounds(packet)
         self.payload_type = pt
         self.buffer.put(seq, ts, bytes(packet[start:end]), now, bool(second & 0x80))
 

@@ -23,7 +23,7 @@ from media.clock import MediaClock
 from media.codecs.g711 import alaw_encode, ulaw_encode
 from media.dtmf import DtmfReceived, Rfc4733Receiver
 from media.recorder import RecordingOptions
-from media.rtp.packet import RtpPacket
+from media.rtp.packet import RtpPacket, payload_bounds
 from media.rtp.rewrite import StreamRewriter
 from media.tones import dtmf
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
@@ -124,9 +124,9 @@ class _EventTap:
     def feed(self, packet: bytes | bytearray, now: float) -> list[DtmfReceived]:
         if len(packet) < 16 or packet[1] & 0x7F != self.payload_type:
             return []
-        first, second, _, ts = _EVENT_HEADER.unpack_from(packet, 0)
-        start = 12 + 4 * (first & 0x0F)
-        return self.receiver.receive(ts, bool(second & 0x80), bytes(packet[start:]), now)
+        _, second, _, ts = _EVENT_HEADER.unpack_from(packet, 0)
+        start, end = payload_bounds(packet)
+        return self.receiver.receive(ts, bool(second & 0x80), bytes(packet[start:end]), now)
 
 
 class MediaEngine:

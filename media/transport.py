@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 
 from media.codecs.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
-from media.rtp.packet import is_rtcp
+from media.rtp.packet import is_rtcp, payload_bounds
 from media.rtp.rewrite import StreamRewriter
 
 __all__ = ["PayloadMap", "PortPool", "PortsExhausted", "Relay", "RtpEndpoint", "g711_map"]
@@ -202,14 +202,6 @@ def g711_map(pt_in: int, pt_out: int) -> PayloadMap:
     return {pt_in: (pt_out, table)}
 
 
-def _payload_offset(packet: bytearray) -> int:
-    """Where the payload starts: after CSRCs and any header extension (RFC 3550 §5.1, §5.3.1)."""
-    offset = 12 + 4 * (packet[0] & 0x0F)
-    if packet[0] & 0x10 and len(packet) >= offset + 4:
-        offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
-    return offset
-
-
 def _apply(packet: bytearray, mapping: PayloadMap) -> None:
     entry = mapping.get(packet[1] & 0x7F)
     if entry is None:
@@ -217,8 +209,7 @@ def _apply(packet: bytearray, mapping: PayloadMap) -> None:
     pt_out, table = entry
     packet[1] = (packet[1] & 0x80) | pt_out
     if table is not None:
-        start = _payload_offset(packet)
-        end = len(packet) - (packet[-1] if packet[0] & 0x20 and len(packet) > start else 0)
+        start, end = payload_bounds(packet)
         packet[start:end] = packet[start:end].translate(table)
 
 

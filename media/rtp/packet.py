@@ -41,6 +41,7 @@ __all__ = [
     "ntp_from_unix",
     "ntp_middle32",
     "parse_rtcp",
+    "payload_bounds",
     "serialize_rtcp",
 ]
 
@@ -81,6 +82,18 @@ def is_rtcp(data: bytes) -> bool:
     64-95, which RFC 5761 reserves for exactly this reason.
     """
     return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+def payload_bounds(packet: bytes | bytearray) -> tuple[int, int]:
+    """Start and end of an RTP packet's payload: past the CSRCs and any header extension,
+    before any padding (RFC 3550 §5.1, §5.3.1), without parsing the whole packet."""
+    start = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10 and len(packet) >= start + 4:
+        start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+    end = len(packet)
+    if packet[0] & 0x20 and end > start:
+        end -= packet[-1]
+    return start, max(start, end)
 
 
 def ntp_from_unix(seconds: float) -> int:

@@ -84,3 +84,24 @@ def test_malformed_packets_are_refused() -> None:
     rw = StreamRewriter(ssrc=1, initial_seq=0, initial_ts=0)
     assert not rw.relay(bytearray(b"\x80\x00\x00"))
     assert not rw.relay(bytearray(b"\x40" + b"\x00" * 11))  # version 1
+
+
+def test_payload_bounds_agree_with_the_parser() -> None:
+    from media.rtp.packet import HeaderExtension, payload_bounds
+
+    plain = bytes(RtpPacket(0, 1, 2, 3, payload=b"p" * 160))
+    fancy = bytes(
+        RtpPacket(
+            8,
+            1,
+            2,
+            3,
+            csrc=(7, 8),
+            extension=HeaderExtension(0xBEDE, b"\x01" * 8),
+            payload=b"q" * 20,
+            padding_size=4,
+        )
+    )
+    for raw in (plain, fancy):
+        start, end = payload_bounds(raw)
+        assert raw[start:end] == RtpPacket.parse(raw).payload
