@@ -10,6 +10,7 @@ import asyncio
 import socket
 import wave
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from softswitch.app import Switch
 from softswitch.config import Listener
 from softswitch.sip.events import Address
 from softswitch.sip.framing import StreamFramer
+from softswitch.sip.message import Response
 from softswitch.sip.sdp import SessionDescription, media_address
 from tests.integration.test_switch_sockets import make_settings
 from tests.sim.network import Phone, sdp
@@ -240,6 +242,52 @@ def audio_target(body: bytes) -> tuple[str, int]:
     return media_address(offer.media[0], offer)
 
 
+@dataclass
+class AnchoredCall:
+    """Alice (1001) calling Bob (1002) through the switch, each with an RTP socket."""
+
+    server: Address
+    alice: Phone
+    bob: Phone
+    alice_rtp: RtpSocket
+    bob_rtp: RtpSocket
+    ok: Response  # the 200 to alice's INVITE
+    to_switch_from_alice: tuple[str, int]  # where alice sends RTP: the switch's port
+    to_switch_from_bob: tuple[str, int]
+
+
+async def anchored_call(
+    sw: Switch, net: RealNet, *, bob_codecs: bytes | None = None
+) -> AnchoredCall:
+    """Register both phones and set up a confirmed call; ``bob_codecs`` replaces the formats
+    of Bob's answer (e.g. b"8 101" to answer PCMA)."""
+    server = server_address(sw, "udp")
+    alice = await net.udp_phone("1001", server)
+    bob = await net.udp_phone("1002", server)
+    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
+    alice.offer_sdp = sdp(alice_rtp.port, "alice")
+    bob.answer_sdp = sdp(bob_rtp.port, "bob")
+    if bob_codecs is not None:
+        bob.answer_sdp = bob.answer_sdp.replace(b"RTP/AVP 0 8 101", b"RTP/AVP " + bob_codecs)
+    bob.auto_answer = 200
+    for phone in (alice, bob):
+        phone.register()
+    await net.until(lambda: alice.registered and bob.registered)
+    alice.call("1002")
+    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
+    ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    return AnchoredCall(
+        server,
+        alice,
+        bob,
+        alice_rtp,
+        bob_rtp,
+        ok,
+        audio_target(ok.body),
+        audio_target(bob.incoming_invite_body),
+    )
+
+
 async def test_anchored_call_carries_audio_both_ways_through_the_switch(
     switch: Switch, net: RealNet
 ) -> None:
@@ -300,21 +348,9 @@ async def test_a_leg_that_stops_sending_rtp_ends_the_call(tmp_path: Path, net: R
     sw = Switch(settings)
     await sw.start()
     try:
-        server = server_address(sw, "udp")
-        alice = await net.udp_phone("1001", server)
-        bob = await net.udp_phone("1002", server)
-        alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
-        alice.offer_sdp = sdp(alice_rtp.port, "alice")
-        bob.answer_sdp = sdp(bob_rtp.port, "bob")
-        bob.auto_answer = 200
-        for phone in (alice, bob):
-            phone.register()
-        await net.until(lambda: alice.registered and bob.registered)
-        alice.call("1002")
-        await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
-        ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
-        to_switch_from_alice = audio_target(ok.body)
-        to_switch_from_bob = audio_target(bob.incoming_invite_body)
+        c = await anchored_call(sw, net)
+        alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
+        to_switch_from_alice, to_switch_from_bob = c.to_switch_from_alice, c.to_switch_from_bob
         # both talk for longer than the timeout: the call stays up
         for seq in range(30):
             alice_rtp.send(to_switch_from_alice, seq, b"\x11" * 160)
@@ -359,21 +395,9 @@ async def test_recorded_call_has_the_caller_left_and_the_callee_right(
     sw = Switch(settings)
     await sw.start()
     try:
-        server = server_address(sw, "udp")
-        alice = await net.udp_phone("1001", server)
-        bob = await net.udp_phone("1002", server)
-        alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
-        alice.offer_sdp = sdp(alice_rtp.port, "alice")
-        bob.answer_sdp = sdp(bob_rtp.port, "bob").replace(b"RTP/AVP 0 8 101", b"RTP/AVP 8 101")
-        bob.auto_answer = 200
-        for phone in (alice, bob):
-            phone.register()
-        await net.until(lambda: alice.registered and bob.registered)
-        alice.call("1002")
-        await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
-        ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
-        to_switch_from_alice = audio_target(ok.body)
-        to_switch_from_bob = audio_target(bob.incoming_invite_body)
+        c = await anchored_call(sw, net, bob_codecs=b"8 101")
+        alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
+        to_switch_from_alice, to_switch_from_bob = c.to_switch_from_alice, c.to_switch_from_bob
         caller_frames = tone_payloads(440, 75, ulaw_encode)  # PCMU from the caller
         callee_frames = tone_payloads(1000, 75, alaw_encode)  # PCMA from the callee
         for seq in range(75):
@@ -406,20 +430,9 @@ async def test_recorded_call_has_the_caller_left_and_the_callee_right(
 async def test_rfc4733_digits_in_a_call_are_reported_once_each(
     switch: Switch, net: RealNet
 ) -> None:
-    server = server_address(switch, "udp")
-    alice = await net.udp_phone("1001", server)
-    bob = await net.udp_phone("1002", server)
-    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
-    alice.offer_sdp = sdp(alice_rtp.port, "alice")
-    bob.answer_sdp = sdp(bob_rtp.port, "bob")
-    bob.auto_answer = 200
-    for phone in (alice, bob):
-        phone.register()
-    await net.until(lambda: alice.registered and bob.registered)
-    alice.call("1002")
-    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
-    ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
-    to_switch = audio_target(ok.body)
+    c = await anchored_call(switch, net)
+    alice_rtp, bob_rtp = c.alice_rtp, c.bob_rtp
+    to_switch = c.to_switch_from_alice
     seq = 0
     for n, digit in enumerate("5#"):
         start = 10_000 + n * 8000
@@ -440,19 +453,9 @@ async def test_rfc4733_digits_in_a_call_are_reported_once_each(
 
 
 async def test_hold_and_resume_by_reinvite_through_the_anchor(switch: Switch, net: RealNet) -> None:
-    server = server_address(switch, "udp")
-    alice = await net.udp_phone("1001", server)
-    bob = await net.udp_phone("1002", server)
-    alice_rtp, bob_rtp = RtpSocket(), RtpSocket()
-    alice.offer_sdp = sdp(alice_rtp.port, "alice")
-    bob.answer_sdp = sdp(bob_rtp.port, "bob")
-    bob.auto_answer = 200
-    for phone in (alice, bob):
-        phone.register()
-    await net.until(lambda: alice.registered and bob.registered)
-    alice.call("1002")
-    await net.until(lambda: alice.call_state == "confirmed" and bob.call_state == "confirmed")
-    first_ok = next(r for r in alice.responses if r.status == 200 and r.cseq.method == "INVITE")
+    c = await anchored_call(switch, net)
+    alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
+    server, first_ok = c.server, c.ok
     media_range = range(switch.settings.media.rtp_port_min, switch.settings.media.rtp_port_max)
 
     async def reinvite(direction: str) -> tuple[SessionDescription, SessionDescription]:

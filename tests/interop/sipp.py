@@ -325,3 +325,25 @@ def run_sipp(
     ``-sf``, ``-i 127.0.0.1``, ``-buff_size`` and the trace options are added here.
     """
     return SippProcess(scenario, *args, workdir=workdir, cpu=cpu).wait(timeout)
+
+
+def register_contact(
+    server: str,
+    injection: Path,
+    domain: str,
+    contact_port: int,
+    *,
+    timeout: float = 30.0,
+    workdir: Path | None = None,
+) -> SippResult:
+    """Register the user of ``injection`` with a Contact on 127.0.0.1:``contact_port`` (a
+    SIPp UAS that will take the calls), sending from that same port."""
+    return run_sipp(
+        "register_contact.xml",
+        server,
+        *("-inf", str(injection), "-auth_uri", domain),
+        *("-key", "contact_host", "127.0.0.1", "-key", "contact_port", str(contact_port)),
+        *("-p", str(contact_port), "-m", "1"),
+        timeout=timeout,
+        workdir=workdir,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.servers import ServerProcess, free_port, sipp_overrides
-from tests.interop.sipp import SippProcess, run_sipp, write_injection
+from tests.interop.sipp import SippProcess, register_contact, run_sipp, write_injection
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("sipp_available")]
 SWITCH_OVERRIDES = sipp_overrides()
@@ -27,25 +27,7 @@ def test_twenty_calls_through_the_switch(switch: ServerProcess, tmp_path: Path) 
     caller = write_injection(tmp_path / "caller.csv", [["1001", users["1001"], domain]])
     uas_port = free_port()
 
-    registered = run_sipp(
-        "register_contact.xml",
-        switch.address,
-        "-inf",
-        str(callee),
-        "-auth_uri",
-        switch.domain,
-        "-key",
-        "contact_host",
-        "127.0.0.1",
-        "-key",
-        "contact_port",
-        str(uas_port),
-        "-p",
-        str(uas_port),
-        "-m",
-        "1",
-        timeout=30,
-    )
+    registered = register_contact(switch.address, callee, switch.domain, uas_port)
     server_log = "\n--- server ---\n" + switch.stderr_text()[-3000:]
     assert registered.ok, registered.describe() + server_log
 

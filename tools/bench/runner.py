@@ -47,7 +47,14 @@ from tests.interop.servers import (
     sipp_overrides,
     softswitch_server,
 )
-from tests.interop.sipp import SippProcess, SippResult, run_sipp, sipp_path, write_injection
+from tests.interop.sipp import (
+    SippProcess,
+    SippResult,
+    register_contact,
+    run_sipp,
+    sipp_path,
+    write_injection,
+)
 
 MAX_FAILED_RATIO = 0.001
 #: A step passes only if the operations completed at >= this share of the offered rate.
@@ -415,25 +422,8 @@ class Bench:
             measurement.steps = ramp(self.plan, step, self.log)
             return measurement
         uas_port = free_port()
-        registered = run_sipp(
-            "register_contact.xml",
-            target.call_address,
-            "-inf",
-            str(self.callee),
-            "-auth_uri",
-            DOMAIN,
-            "-key",
-            "contact_host",
-            "127.0.0.1",
-            "-key",
-            "contact_port",
-            str(uas_port),
-            "-p",
-            str(uas_port),
-            "-m",
-            "1",
-            timeout=30,
-            workdir=self.workdir / "sipp",
+        registered = register_contact(
+            target.call_address, self.callee, DOMAIN, uas_port, workdir=self.workdir / "sipp"
         )
         if not registered.ok:
             measurement.error = "could not register the callee:\n" + registered.describe()
