@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from media.dtmf import DtmfReceived, Rfc4733Receiver
 from media.recorder import RecordingOptions
 from media.rtp.packet import RtpPacket, payload_bounds
 from media.rtp.rewrite import StreamRewriter
+from media.rtp.session import RtpSession, RtpSessionStats
 from media.tones import dtmf
 from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
 
@@ -51,6 +54,12 @@ log = logging.getLogger("media.engine")
 class _CallMedia:
     a: RtpEndpoint
     b: RtpEndpoint
+    #: the switch's own RTP source toward each leg (relayed and generated audio alike)
+    ssrc_a: int = 0
+    ssrc_b: int = 0
+    #: the rewriters numbering what is sent toward each leg (for the RTCP sender info)
+    out_a: StreamRewriter | None = None
+    out_b: StreamRewriter | None = None
     relay: Relay | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
@@ -85,9 +94,7 @@ class _Announcer:
         self.payload_type = payload_type
         self.encode = _ENCODERS.get(payload_type, ulaw_encode)
         self.pending: deque[np.ndarray] = deque()
-        self.rewriter = StreamRewriter(
-            secrets.randbits(32), secrets.randbits(15), secrets.randbits(32)
-        )
+        self.rewriter = StreamRewriter(call.ssrc_a, secrets.randbits(15), secrets.randbits(32))
         self.ssrc = self.rewriter.ssrc
         self.token: int | None = None
 
@@ -141,8 +148,11 @@ class MediaEngine:
         *,
         recordings: Path | None = None,
         recording_options: RecordingOptions | None = None,
+        rtcp_interval: float = 5.0,
     ) -> None:
         self.loop = loop
+        #: RTCP report interval per leg before randomisation (RFC 3550 §6.2: 5 s minimum)
+        self.rtcp_interval = rtcp_interval
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -154,6 +164,12 @@ class MediaEngine:
         self.address = advertised  # what the SDP we send names
         self.pool = pool
         self._calls: dict[str, _CallMedia] = {}
+        #: RTCP CNAME of the switch's streams (RFC 3550 §6.5.1: user@host form)
+        self.cname = f"softswitch@{advertised}"
+        #: how often the RTCP timers of all legs are looked at (each leg reports every 5 s
+        #: x [0.5, 1.5), RFC 3550 §6.2)
+        self.rtcp_poll = 0.5
+        self._rtcp_timer: asyncio.TimerHandle | None = None
         # Released endpoints stay bound and are reused oldest first: binding and closing four
         # sockets per call costs more than the call's signalling.
         self._idle: deque[RtpEndpoint] = deque()
@@ -174,7 +190,20 @@ class MediaEngine:
             self._idle.extend(endpoints)
             raise
         a, b = endpoints
-        self._calls[call_id] = _CallMedia(a, b, tasks=tasks)
+        call = _CallMedia(a, b, secrets.randbits(32), secrets.randbits(32), tasks=tasks)
+        now = self.loop.time()
+        for endpoint, ssrc in ((a, call.ssrc_a), (b, call.ssrc_b)):
+            endpoint.session = RtpSession(
+                ssrc=ssrc,
+                cname=self.cname,
+                now=now,
+                wallclock=time.time,
+                random=random.random,
+                interval=self.rtcp_interval,
+            )
+        self._calls[call_id] = call
+        if self._rtcp_timer is None:
+            self._rtcp_timer = self.loop.call_later(self.rtcp_poll, self._rtcp_tick)
         return a.port, b.port
 
     def _open_endpoint(self) -> tuple[RtpEndpoint, list[asyncio.Task[None]]]:
@@ -211,7 +240,8 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None or call.relay is not None:
             return
-        call.relay = Relay(call.a, call.b, secrets.randbits(32), secrets.randbits(32))
+        call.relay = Relay(call.a, call.b, call.ssrc_a, call.ssrc_b)
+        call.out_a, call.out_b = call.relay.to_a, call.relay.to_b
         call.relay_started = self.loop.time()
         taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
         for side, events in call.events.items():
@@ -233,7 +263,8 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None or call.relay_started is not None:
             return
-        rewriter = StreamRewriter(secrets.randbits(32), secrets.randbits(15), secrets.randbits(32))
+        rewriter = StreamRewriter(call.ssrc_a, secrets.randbits(15), secrets.randbits(32))
+        call.out_a = rewriter
         endpoint = call.a
 
         def back(packet: bytearray) -> None:
@@ -253,6 +284,7 @@ class MediaEngine:
         announcer = _Announcer(self, call, payload_type)
         announcer.queue(prompt)
         call.announcer = announcer
+        call.out_a = announcer.rewriter
         events = call.events.get("a")
 
         def heard(packet: bytearray) -> None:
@@ -275,11 +307,46 @@ class MediaEngine:
 
         return tap
 
-    def release(self, call_id: str) -> None:
+    def _rtcp_tick(self) -> None:
+        """Send the RTCP report of every leg whose interval has come (RFC 3550 §6.2, §6.4)."""
+        self._rtcp_timer = None
+        if not self._calls:
+            return
+        now = self.loop.time()
+        for call in self._calls.values():
+            legs = ((call.a, call.out_a), (call.b, call.out_b))
+            for endpoint, out in legs[:1] if call.local else legs:
+                session = endpoint.session
+                if session is None:
+                    continue
+                deadline = session.next_deadline()
+                if deadline is None or deadline > now:
+                    continue
+                _sync_sent(session, endpoint, out, now)
+                report = session.handle_timer(now)
+                if report is not None and endpoint.destination is not None:
+                    endpoint.send_rtcp(report)
+        self._rtcp_timer = self.loop.call_later(self.rtcp_poll, self._rtcp_tick)
+
+    def release(self, call_id: str) -> dict[str, object] | None:
+        """End a call's media: RTCP BYE to each leg (RFC 3550 §6.6), ports back to the pool.
+
+        Returns the call's final media report (see :meth:`stats`), or None if unknown.
+        """
         call = self._calls.pop(call_id, None)
         if call is None:
-            return
-        for endpoint in (call.a, call.b):
+            return None
+        now = self.loop.time()
+        report = self._report(call)
+        for endpoint, out in ((call.a, call.out_a), (call.b, call.out_b)):
+            session = endpoint.session
+            if (
+                session is not None
+                and endpoint.destination is not None
+                and (session.packets_sent or endpoint.packets_in)
+            ):
+                _sync_sent(session, endpoint, out, now)
+                endpoint.send_rtcp(session.bye(now, "call ended"))
             endpoint.reset()
             self._idle.append(endpoint)
         if call.announcer is not None and call.announcer.token is not None:
@@ -289,6 +356,7 @@ class MediaEngine:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+        return report
 
     async def drain(self) -> None:
         """Wait for recordings being closed (shutdown)."""
@@ -302,6 +370,9 @@ class MediaEngine:
 
     def close(self) -> None:
         """Close every socket (shutdown)."""
+        if self._rtcp_timer is not None:
+            self._rtcp_timer.cancel()
+            self._rtcp_timer = None
         for call_id in list(self._calls):
             self.release(call_id)
         while self._idle:
@@ -327,13 +398,73 @@ class MediaEngine:
                     break
         return out
 
-    def stats(self, call_id: str) -> dict[str, int] | None:
+    def stats(self, call_id: str) -> dict[str, object] | None:
+        """A call's media report: per leg (``a`` the caller's, ``b`` the callee's) the RTP
+        statistics of RFC 3550 (loss, jitter, RTT from RTCP) and the address it latched to."""
         call = self._calls.get(call_id)
         if call is None:
             return None
-        return {
-            "a_in": call.a.packets_in,
-            "a_out": call.a.packets_out,
-            "b_in": call.b.packets_in,
-            "b_out": call.b.packets_out,
-        }
+        now = self.loop.time()
+        for endpoint, out in ((call.a, call.out_a), (call.b, call.out_b)):
+            if endpoint.session is not None:
+                _sync_sent(endpoint.session, endpoint, out, now)
+        return self._report(call)
+
+    def session_stats(self, call_id: str, side: str) -> RtpSessionStats | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        endpoint = call.a if side == "a" else call.b
+        return endpoint.session.stats() if endpoint.session is not None else None
+
+    def _report(self, call: _CallMedia) -> dict[str, object]:
+        legs = ("a",) if call.local else ("a", "b")
+        report: dict[str, object] = {}
+        for side in legs:
+            endpoint = call.a if side == "a" else call.b
+            report[side] = _leg_report(endpoint)
+        if call.recording is not None:
+            report["recording"] = str(call.recording.path)
+        return report
+
+
+def _sync_sent(
+    session: RtpSession, endpoint: RtpEndpoint, out: StreamRewriter | None, now: float
+) -> None:
+    """Copy the endpoint's send counters into its RTCP session (sender info, §6.4.1)."""
+    timestamp = out.last_sent[1] if out is not None else 0
+    session.set_sent(endpoint.packets_out, endpoint.octets_out, timestamp, now)
+
+
+def _leg_report(endpoint: RtpEndpoint) -> dict[str, object]:
+    out: dict[str, object] = {
+        "port": endpoint.port,
+        "remote": _addr(endpoint.destination),
+        "packets_in": endpoint.packets_in,
+        "packets_out": endpoint.packets_out,
+    }
+    if endpoint.session is not None:
+        stats = endpoint.session.stats()
+        out.update(
+            packets_lost=stats.packets_lost,
+            fraction_lost=round(stats.fraction_lost, 4),
+            jitter_ms=round(stats.jitter_ms, 2),
+            rtt_ms=None if stats.rtt_ms is None else round(stats.rtt_ms, 2),
+            remote_packets_lost=stats.remote_packets_lost,
+            remote_fraction_lost=stats.remote_fraction_lost,
+            remote_jitter_ms=(
+                None if stats.remote_jitter_ms is None else round(stats.remote_jitter_ms, 2)
+            ),
+            duplicates=stats.duplicates,
+            rtcp_sent=stats.rtcp_sent,
+            rtcp_received=stats.rtcp_received,
+            remote_cname=stats.remote_cname,
+        )
+    return out
+
+
+def _addr(addr: tuple[str, int] | None) -> str | None:
+    if addr is None:
+        return None
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -14,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 
 from media.codecs.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from media.rtp.packet import is_rtcp, payload_bounds
 from media.rtp.rewrite import StreamRewriter
+from media.rtp.session import RtpSession
 
 __all__ = ["PayloadMap", "PortPool", "PortsExhausted", "Relay", "RtpEndpoint", "g711_map"]
 
 log = logging.getLogger("media.transport")
 
 Addr = tuple[str, int]
+
+_SEQ_TS_SSRC = struct.Struct("!HII")  # bytes 2..11 of the RTP fixed header
 
 
 class PortsExhausted(RuntimeError):
@@ -101,6 +105,9 @@ class RtpEndpoint:
         self.last_received: float | None = None
         self.packets_in = 0
         self.packets_out = 0
+        self.octets_out = 0  # RTP payload octets sent (fixed header excluded), for the SR
+        #: RFC 3550 reception statistics and RTCP of this leg (None: not accounted)
+        self.session: RtpSession | None = None
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
@@ -146,7 +153,8 @@ class RtpEndpoint:
         self.on_rtp = _ignore_rtp
         self.on_rtcp = _ignore_rtcp
         self.last_received = None
-        self.packets_in = self.packets_out = 0
+        self.packets_in = self.packets_out = self.octets_out = 0
+        self.session = None
 
     def close(self) -> None:
         self._closed = True
@@ -158,11 +166,17 @@ class RtpEndpoint:
     def _received(self, data: bytes, addr: Addr, rtcp_port: bool) -> None:
         if self.on_rtp is _ignore_rtp:
             return  # idle (between calls): a stray packet must not latch anything
-        self.last_received = self.loop.time()
+        self.last_received = now = self.loop.time()
         if rtcp_port or is_rtcp(data):  # RTCP on its own port, or muxed (RFC 5761)
             self.rtcp_remote = addr
+            if self.session is not None:
+                self.session.receive_rtcp(data, now)
             self.on_rtcp(data)
             return
+        session = self.session
+        if session is not None and len(data) >= 12:
+            seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+            session.receive_rtp_header(ssrc, seq, ts, len(data) - 12, now)
         if self.latched != addr:
             if self.latched is not None:
                 log.info("RTP port %d: peer moved from %s to %s", self.port, self.latched, addr)
@@ -180,6 +194,7 @@ class RtpEndpoint:
             return
         self._rtp.sendto(packet, dest)
         self.packets_out += 1
+        self.octets_out += len(packet) - 12
 
     def send_rtcp(self, packet: bytes) -> None:
         dest = self.rtcp_remote

@@ -392,6 +392,16 @@ class RtpSession:
         self._last_sent_ts = timestamp
         self._last_sent_at = now
 
+    def set_sent(self, packets: int, octets: int, timestamp: int, now: float) -> None:
+        """Set the send counters at once, for a relay that counts its packets itself and
+        reads the timestamp of the last one it sent from its rewriter (§6.4.1 sender info);
+        cheaper than :meth:`note_rtp_sent` per packet."""
+        if packets != self.packets_sent:
+            self._last_sent_ts = timestamp
+            self._last_sent_at = now
+        self.packets_sent = packets
+        self.octets_sent = octets
+
     # --------------------------------------------------------------------------------- RTCP
 
     def receive_rtcp(self, data: bytes, now: float) -> list[RtcpPacket]:

@@ -170,3 +170,93 @@ async def test_engine_reuses_released_endpoints_with_their_state_reset() -> None
     finally:
         engine.close()
     assert len(engine.pool) == engine.pool.capacity
+
+
+async def test_engine_terminates_rtcp_per_leg_with_rfc3550_statistics() -> None:
+    """Each leg gets the switch's own RTCP (SR/RR + SDES, then BYE at the end), built from
+    what that leg sent: loss counted from sequence gaps, RTT from the peer's LSR/DLSR."""
+    import time
+
+    from media.engine import MediaEngine
+    from media.rtp.packet import (
+        Bye,
+        ReceiverReport,
+        ReportBlock,
+        SenderReport,
+        SourceDescription,
+        ntp_from_unix,
+        ntp_middle32,
+        parse_rtcp,
+    )
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(
+        loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 3), rtcp_interval=0.2
+    )
+    engine.rtcp_poll = 0.05
+    caller, callee = Phone(), Phone()
+    rtcp = Phone()  # the caller's RTCP socket
+    try:
+        a_port, b_port = engine.allocate("c")
+        await asyncio.sleep(0.05)
+        engine.set_remote("c", "a", *caller.addr)
+        engine.set_remote("c", "b", *callee.addr)
+        engine.connect("c")
+        ssrc = 0x11223344
+        for seq in range(1, 41):
+            if seq != 7:  # one packet lost on the way
+                caller.send(("127.0.0.1", a_port), seq, seq * 160, ssrc, b"\xff" * 160)
+            callee.send(("127.0.0.1", b_port), 500 + seq, seq * 160, 0x55, b"\x7f" * 160)
+            await asyncio.sleep(0.002)
+        our_ntp = ntp_from_unix(time.time())
+        sr = SenderReport(ssrc, our_ntp, 40 * 160, 39, 39 * 160)
+        rtcp.sock.sendto(bytes(sr), ("127.0.0.1", a_port + 1))
+
+        async def report_about(wanted: int) -> tuple[SenderReport | ReceiverReport, float]:
+            for _ in range(40):
+                data, _addr = await asyncio.wait_for(
+                    loop.sock_recvfrom(rtcp.sock, 2048), timeout=2.0
+                )
+                packets = parse_rtcp(data)
+                first_packet = packets[0]
+                assert isinstance(first_packet, SenderReport | ReceiverReport)
+                assert isinstance(packets[1], SourceDescription)  # SDES CNAME follows
+                if any(b.ssrc == wanted and b.lsr for b in first_packet.reports):
+                    return first_packet, time.time()
+            raise AssertionError("no report about our stream")
+
+        report, _ = await report_about(ssrc)
+        # the switch relayed the callee's 40 packets to the caller: a sender report
+        assert isinstance(report, SenderReport) and report.packet_count == 40
+        block = next(b for b in report.reports if b.ssrc == ssrc)
+        assert block.packets_lost == 1 and block.lsr == ntp_middle32(our_ntp)
+        assert report.ssrc == engine._calls["c"].ssrc_a
+        # the caller reports on the switch's stream; the switch derives the round trip
+        lsr = ntp_middle32(report.ntp_timestamp)
+        await asyncio.sleep(0.03)
+        rr = ReceiverReport(ssrc, (ReportBlock(report.ssrc, lsr=lsr, dlsr=int(0.01 * 65536)),))
+        rtcp.sock.sendto(bytes(rr), ("127.0.0.1", a_port + 1))
+        await asyncio.sleep(0.05)
+        stats = engine.stats("c")
+        assert stats is not None
+        leg_a = stats["a"]
+        assert isinstance(leg_a, dict)
+        assert leg_a["packets_lost"] == 1 and leg_a["packets_in"] == 39
+        assert leg_a["rtcp_received"] == 2
+        assert leg_a["rtt_ms"] is not None and 15 <= leg_a["rtt_ms"] < 500
+        final = engine.release("c")
+        assert final is not None and final["a"] is not None
+        # the leg's last RTCP carries a BYE for the switch's source
+        for _ in range(40):
+            data, _addr = await asyncio.wait_for(loop.sock_recvfrom(rtcp.sock, 2048), 2.0)
+            byes = [p for p in parse_rtcp(data) if isinstance(p, Bye)]
+            if byes:
+                assert byes[0].ssrcs == (report.ssrc,)
+                break
+        else:
+            raise AssertionError("no RTCP BYE")
+    finally:
+        engine.close()
+        for phone in (caller, callee, rtcp):
+            phone.sock.close()

@@ -176,6 +176,9 @@ class UserAgent:
     def dtmf(self, call: int, digits: str) -> None:
         self.request("dtmf", call=call, digits=digits)
 
+    def stream_stat(self, call: int) -> dict[str, Any]:
+        return self.request("stream_stat", call=call)
+
     def media_stop(self, call: int) -> None:
         self.request("media_stop", call=call)
 

@@ -324,6 +324,19 @@ class Worker:
         self.pump(0.3)
         return {}
 
+    def cmd_stream_stat(self, call: int) -> dict[str, Any]:
+        """pjmedia's RTCP view of the call's audio stream: what it received and the round
+        trip it measured from the switch's reports about its own stream."""
+        self.pump(0.05)
+        stat = self.call(call).getStreamStat(0).rtcp
+        return {
+            "rx_packets": int(stat.rxStat.pkt),
+            "rx_loss": int(stat.rxStat.loss),
+            "tx_packets": int(stat.txStat.pkt),
+            "rtt_count": int(stat.rttUsec.n),
+            "rtt_last_us": int(stat.rttUsec.last),
+        }
+
     def cmd_media_stop(self, call: int) -> dict[str, Any]:
         """Stop the tone and close the recording (its WAV header is written on close)."""
         generator, recorder = self.media.pop(call)

@@ -1,0 +1,53 @@
+"""RTCP between the switch and real phones: each leg of an anchored call gets the switch's own
+reports (RFC 3550 §6.4), which pjmedia uses to measure its round trip to the switch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.interop.pjua import UserAgent
+from tests.interop.servers import ServerProcess
+
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
+
+
+def test_each_leg_gets_rtcp_reports_from_the_switch(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: object
+) -> None:
+    alice = user_agents("1001")
+    bob = user_agents("1002")
+    for agent, user in ((alice, "1001"), (bob, "1002")):
+        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
+    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
+    incoming = bob.wait_incoming("1002", timeout=10)
+    bob.answer(incoming["call"], 200)
+    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
+    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    alice.media_start(outgoing, 440, str(tmp_path) + "/a.wav")
+    bob.media_start(incoming["call"], 1000, str(tmp_path) + "/b.wav")
+    # pjmedia and the switch each report every 5 s x [0.5, 1.5): within 12 s both have
+    # sent and answered at least one sender report
+    stats: dict[str, dict[str, object]] = {}
+    deadline = time.monotonic() + 14.0
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        stats = {
+            "alice": alice.stream_stat(outgoing),
+            "bob": bob.stream_stat(incoming["call"]),
+        }
+        if all(int(str(s["rtt_count"])) > 0 for s in stats.values()):
+            break
+    alice.media_stop(outgoing)
+    bob.media_stop(incoming["call"])
+    alice.hangup(outgoing)
+    alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
+    for who, stat in stats.items():
+        # the switch's report blocks carry the LSR/DLSR of this phone's own sender reports
+        assert int(str(stat["rtt_count"])) > 0, (who, stats)
+        assert 0 <= int(str(stat["rtt_last_us"])) < 200_000, (who, stats)
+        assert int(str(stat["rx_packets"])) > 200, (who, stats)
+    held, doc = switch.wait_idle()
+    assert held, doc
