@@ -29,7 +29,7 @@ from media.rtp.packet import RtpPacket, payload_bounds
 from media.rtp.rewrite import StreamRewriter
 from media.rtp.session import RtpSession, RtpSessionStats
 from media.tones import dtmf
-from media.transport import PortPool, PortsExhausted, Relay, RtpEndpoint
+from media.transport import PayloadMap, PortPool, PortsExhausted, Relay, RtpEndpoint, g711_map
 
 __all__ = ["DigitSink", "MediaEngine", "PortsExhausted"]
 
@@ -61,6 +61,8 @@ class _CallMedia:
     out_a: StreamRewriter | None = None
     out_b: StreamRewriter | None = None
     relay: Relay | None = None
+    #: the G.711 payload types of legs A and B while the relay translates between them
+    laws: tuple[int, int] | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
     local: bool = False  # the switch itself is the far end (echo, prompt test): only leg A
@@ -235,12 +237,26 @@ class MediaEngine:
         ):
             call.events[side] = _EventTap(events_pt)
 
+    def transcode(self, call_id: str, a_pt: int | None, b_pt: int | None) -> None:
+        """Legs A and B speak different G.711 laws (payload types 0 and 8): the relay translates
+        each payload byte through a table; None, None: the same codec again."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        call.laws = (a_pt, b_pt) if a_pt is not None and b_pt is not None else None
+        if call.relay is not None:
+            call.relay.a_to_b, call.relay.b_to_a = _payload_maps(call)
+
     def connect(self, call_id: str) -> None:
         """Start relaying between the two legs (idempotent)."""
         call = self._calls.get(call_id)
-        if call is None or call.relay is not None:
+        if call is None:
             return
-        call.relay = Relay(call.a, call.b, call.ssrc_a, call.ssrc_b)
+        if call.relay is not None:
+            call.relay.a_to_b, call.relay.b_to_a = _payload_maps(call)  # a re-INVITE's news
+            return
+        a_to_b, b_to_a = _payload_maps(call)
+        call.relay = Relay(call.a, call.b, call.ssrc_a, call.ssrc_b, a_to_b=a_to_b, b_to_a=b_to_a)
         call.out_a, call.out_b = call.relay.to_a, call.relay.to_b
         call.relay_started = self.loop.time()
         taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
@@ -426,6 +442,25 @@ class MediaEngine:
         if call.recording is not None:
             report["recording"] = str(call.recording.path)
         return report
+
+
+def _payload_maps(call: _CallMedia) -> tuple[PayloadMap, PayloadMap]:
+    """What the relay renumbers or translates in each direction: the G.711 law when the legs
+    differ, and telephone-event when the legs named it with different payload types."""
+    a_to_b: PayloadMap = {}
+    b_to_a: PayloadMap = {}
+    if call.laws is not None:
+        a_to_b.update(g711_map(call.laws[0], call.laws[1]))
+        b_to_a.update(g711_map(call.laws[1], call.laws[0]))
+    events_a, events_b = call.events.get("a"), call.events.get("b")
+    if (
+        events_a is not None
+        and events_b is not None
+        and events_a.payload_type != events_b.payload_type
+    ):
+        a_to_b[events_a.payload_type] = (events_b.payload_type, None)
+        b_to_a[events_b.payload_type] = (events_a.payload_type, None)
+    return a_to_b, b_to_a
 
 
 def _sync_sent(

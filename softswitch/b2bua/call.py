@@ -82,6 +82,10 @@ class Call:
     ports: tuple[int, int] | None = None  # anchored media: our RTP ports toward A and toward B
     stream: int = 0  # the anchored m-line
     offer_for_b: bytes | None = None  # the caller's offer as the forks get it
+    #: the caller's one G.711 law ("pcmu"/"pcma"), when the switch offered the forks the other
+    a_law: str | None = None
+    #: the laws of legs A and B while the switch translates between them (None: same codec)
+    laws: tuple[str, str] | None = None
 
     def move(self, new: CallState) -> None:
         if new is self.state:

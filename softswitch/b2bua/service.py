@@ -38,11 +38,17 @@ from softswitch.sip.events import (
 from softswitch.sip.headers import Headers, NameAddr
 from softswitch.sip.message import Request, Response, make_response
 from softswitch.sip.sdp import (
+    G711_LAWS,
+    MediaDescription,
     SessionDescription,
     anchor_stream,
     anchored,
+    as_law,
+    chosen_codec,
     codecs,
+    g711_law,
     media_address,
+    with_other_law,
 )
 from softswitch.sip.sdp import (
     answer as sdp_answer,
@@ -73,7 +79,9 @@ class MediaControl(Protocol):
 
     def connect(self, call_id: str) -> None: ...
 
-    def release(self, call_id: str) -> None: ...
+    def transcode(self, call_id: str, a_pt: int | None, b_pt: int | None) -> None: ...
+
+    def release(self, call_id: str) -> object: ...
 
     def echo(self, call_id: str) -> None: ...
 
@@ -222,7 +230,11 @@ class B2bua:
                 self._reply(now, event.key, req, 503, "No Media Ports")
                 return
             call.stream = offer[1]
-            call.offer_for_b = self._rewrite(call, offer[0], "a")
+            forwarded, added = with_other_law(offer[0], call.stream)
+            if added is not None:  # the switch translates if a fork speaks only the other
+                law = g711_law(offer[0].media[call.stream])
+                call.a_law = law.name.lower() if law is not None else None
+            call.offer_for_b = self._rewrite(call, forwarded, "a")
         call.a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
         self.calls[call.id] = call
         self._a_invites[event.key] = call
@@ -471,8 +483,27 @@ class B2bua:
                 None,
             )
             self.media.set_remote(call.id, from_side, host, port, events)
+            if from_side == "b" and call.a_law is not None:
+                self._pick_laws(call, md)
+        if call.laws is not None:  # each leg hears of its own law only
+            sdp = as_law(sdp, call.stream, call.laws[1 if from_side == "a" else 0])
         toward = call.ports[1] if from_side == "a" else call.ports[0]
         return bytes(anchored(sdp, call.stream, self.media.address, toward))
+
+    def _pick_laws(self, call: Call, md: MediaDescription) -> None:
+        """The callee's SDP says which G.711 law it settled on: if it is not the caller's,
+        the switch translates between the two (PCMU <-> PCMA, table-driven in the relay)."""
+        assert self.media is not None and call.a_law is not None
+        chosen = chosen_codec(md)
+        b_law = chosen.name.lower() if chosen is not None else None
+        laws = (call.a_law, b_law) if b_law in G711_LAWS and b_law != call.a_law else None
+        if laws != call.laws:
+            call.laws = laws
+            if laws is None:
+                self.media.transcode(call.id, None, None)
+            else:
+                log.info("call %s: translating %s <-> %s", call.id, *(x.upper() for x in laws))
+                self.media.transcode(call.id, G711_LAWS[laws[0]], G711_LAWS[laws[1]])
 
     def _anchor_body(self, call: Call, body: bytes, from_side: str) -> bytes:
         """Rewrite an SDP body of an anchored call; anything else passes unchanged."""

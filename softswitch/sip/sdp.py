@@ -21,6 +21,7 @@ from enum import StrEnum
 from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "G711_LAWS",
     "STATIC_PAYLOAD_TYPES",
     "Attribute",
     "CodecRef",
@@ -33,12 +34,16 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "answer",
+    "as_law",
+    "chosen_codec",
     "codecs",
     "effective_direction",
+    "g711_law",
     "is_hold",
     "make_offer",
     "media_address",
     "parse_answer",
+    "with_other_law",
 ]
 
 # RFC 3551 §6, table 4: audio payload types with a fixed meaning (name, clock rate, channels).
@@ -910,3 +915,87 @@ def anchored(sdp: SessionDescription, index: int, address: str, port: int) -> Se
         else:
             media.append(replace(md, port=0, connection=None))
     return replace(sdp, connection=Connection.for_address(address), media=tuple(media))
+
+
+#: The two G.711 laws by name, and the static payload type of each (RFC 3551 table 4).
+G711_LAWS: dict[str, int] = {"pcmu": 0, "pcma": 8}
+
+
+def g711_law(md: MediaDescription) -> CodecRef | None:
+    """The stream's only G.711 law (PCMU or PCMA at 8000 Hz), or None if it has neither or
+    both: the case where a switch between the two laws has something to translate."""
+    laws = [c for c in codecs(md) if c.name.lower() in G711_LAWS and c.clock_rate == 8000]
+    names = {c.name.lower() for c in laws}
+    return laws[0] if len(names) == 1 else None
+
+
+def chosen_codec(md: MediaDescription) -> CodecRef | None:
+    """The codec an answer settled on (RFC 3264 §6.1: the first format that is not
+    telephone-event or comfort noise), or None."""
+    for codec in codecs(md):
+        if codec.name.lower() not in ("telephone-event", "cn"):
+            return codec
+    return None
+
+
+def _law_attrs(md: MediaDescription, drop: int, add: str | None) -> tuple[Attribute, ...]:
+    attrs = [
+        a
+        for a in md.attributes
+        if not (
+            a.name in ("rtpmap", "fmtp")
+            and a.value is not None
+            and a.value.partition(" ")[0] == str(drop)
+        )
+    ]
+    if add is None:
+        return tuple(attrs)
+    pt = G711_LAWS[add]
+    rtpmap = Attribute("rtpmap", f"{pt} {add.upper()}/8000")
+    at = next((i for i, a in enumerate(attrs) if a.name == "rtpmap"), len(attrs))
+    attrs.insert(at, rtpmap)
+    return tuple(attrs)
+
+
+def with_other_law(sdp: SessionDescription, index: int) -> tuple[SessionDescription, int | None]:
+    """An offer to forward with the other G.711 law added after the offerer's own codecs.
+
+    A switch that can translate between PCMU and PCMA offers both to the far leg, so that a
+    phone with only one law still reaches a phone with only the other (RFC 3264 §5.1: the
+    offerer's order of preference is kept; the added format comes last). Returns the
+    description and the payload type added (None when there was nothing to add).
+    """
+    md = sdp.media[index] if index < len(sdp.media) else None
+    law = g711_law(md) if md is not None else None
+    if md is None or law is None:
+        return sdp, None
+    other = "pcma" if law.name.lower() == "pcmu" else "pcmu"
+    pt = G711_LAWS[other]
+    if str(pt) in md.formats:
+        return sdp, None  # the number is taken by something else: leave the offer alone
+    formats = list(md.formats)
+    events = [c for c in codecs(md) if c.name.lower() == "telephone-event"]
+    # after the offerer's codecs, before its telephone-event
+    at = formats.index(str(events[0].payload_type)) if events else len(formats)
+    formats.insert(at, str(pt))
+    new_md = replace(md, formats=tuple(formats), attributes=_law_attrs(md, -1, other))
+    media = list(sdp.media)
+    media[index] = new_md
+    return replace(sdp, media=tuple(media)), pt
+
+
+def as_law(sdp: SessionDescription, index: int, law: str) -> SessionDescription:
+    """The same description with its one G.711 law replaced by ``law`` ("pcmu"/"pcma"),
+    for the leg that speaks that law while the switch translates (RFC 3551 static numbers)."""
+    md = sdp.media[index] if index < len(sdp.media) else None
+    current = g711_law(md) if md is not None else None
+    if md is None or current is None or current.name.lower() == law:
+        return sdp
+    pt = G711_LAWS[law]
+    if str(pt) in md.formats:
+        return sdp
+    formats = tuple(str(pt) if f == str(current.payload_type) else f for f in md.formats)
+    new_md = replace(md, formats=formats, attributes=_law_attrs(md, current.payload_type, law))
+    media = list(sdp.media)
+    media[index] = new_md
+    return replace(sdp, media=tuple(media))

@@ -176,6 +176,10 @@ class UserAgent:
     def dtmf(self, call: int, digits: str) -> None:
         self.request("dtmf", call=call, digits=digits)
 
+    def codecs(self, *only: str) -> list[str]:
+        """Keep only these codecs (``"PCMU/8000"``...); answers the codec ids kept."""
+        return list(self.request("codecs", only=list(only))["codecs"])
+
     def stream_stat(self, call: int) -> dict[str, Any]:
         return self.request("stream_stat", call=call)
 

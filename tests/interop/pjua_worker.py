@@ -189,6 +189,18 @@ class Worker:
         info = ep.transportGetInfo(tid)
         return {"port": int(info.localName.rsplit(":", 1)[1])}
 
+    def cmd_codecs(self, only: list[str]) -> dict[str, Any]:
+        """Offer and accept only the named codecs (e.g. ["PCMA/8000"]); the rest are disabled."""
+        assert self.ep is not None
+        kept = []
+        for info in self.ep.codecEnum2():
+            name = str(info.codecId)
+            keep = any(name.lower().startswith(want.lower()) for want in only)
+            self.ep.codecSetPriority(name, 255 if keep else 0)
+            if keep:
+                kept.append(name)
+        return {"codecs": kept}
+
     def account(self, name: str) -> TrackedAccount:
         if name not in self.accounts:
             raise CommandError(f"no account {name!r}")

@@ -134,3 +134,37 @@ def test_prompt_test_plays_the_prompt_then_a_tone_per_digit(
     frames = received[: len(received) // 160 * 160].reshape(-1, 160)
     digits = [d.digit for frame in frames for d in detector.process(frame)]
     assert digits == ["5"], digits
+
+
+def test_pcmu_phone_talks_to_pcma_phone_through_the_switch(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    """The caller has only mu-law, the callee only A-law: the switch offers the callee both
+    laws, answers the caller in its own law and translates between them in the relay."""
+    alice = user_agents("1001")
+    bob = user_agents("1002")
+    assert alice.codecs("PCMU/8000") == ["PCMU/8000/1"]
+    assert bob.codecs("PCMA/8000") == ["PCMA/8000/1"]
+    for agent, user in ((alice, "1001"), (bob, "1002")):
+        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
+    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
+    incoming = bob.wait_incoming("1002", timeout=10)
+    bob.answer(incoming["call"], 200)
+    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
+    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    heard_by_alice = tmp_path / "alice.wav"
+    heard_by_bob = tmp_path / "bob.wav"
+    alice.media_start(outgoing, 440, str(heard_by_alice))
+    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    alice.wait_state(outgoing, "CONFIRMED", timeout=3)
+    time.sleep(2.5)
+    alice.media_stop(outgoing)
+    bob.media_stop(incoming["call"])
+    alice.hangup(outgoing)
+    alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
+    # a law mix-up would be loud noise, not the other side's tone 20 dB above the own one
+    hz, above_own = dominant_hz(heard_by_bob, own_hz=1000)
+    assert abs(hz - 440) < 15 and above_own > 20, (hz, above_own)
+    hz, above_own = dominant_hz(heard_by_alice, own_hz=440)
+    assert abs(hz - 1000) < 15 and above_own > 20, (hz, above_own)
+    assert "translating PCMU <-> PCMA" in switch.stderr_text()

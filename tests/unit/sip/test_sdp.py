@@ -726,3 +726,50 @@ def test_the_b2bua_derives_numeric_session_ids() -> None:
 
     ids = {numeric_id(f"{n:016x}") for n in range(200)}
     assert len(ids) == 200 and all(i.isdigit() for i in ids)
+
+
+# -- translating between the G.711 laws ---------------------------------------------------
+
+
+def test_with_other_law_adds_pcma_after_the_offerers_codecs_before_events() -> None:
+    from softswitch.sip.sdp import with_other_law
+
+    offer = offer_with(
+        "m=audio 4000 RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-16",
+    )
+    out, added = with_other_law(offer, 0)
+    assert added == 8
+    md = SessionDescription.parse(bytes(out)).media[0]
+    assert md.formats == ("0", "8", "101")
+    assert [c.name for c in codecs(md)] == ["PCMU", "PCMA", "telephone-event"]
+
+
+def test_with_other_law_leaves_offers_with_both_or_neither_law() -> None:
+    from softswitch.sip.sdp import with_other_law
+
+    both = SessionDescription.parse(PJSUA)
+    assert with_other_law(both, 0) == (both, None)
+    neither = offer_with("m=audio 4000 RTP/AVP 9", "a=rtpmap:9 G722/8000")
+    assert with_other_law(neither, 0) == (neither, None)
+    # 8 already means something else in this offer: nothing is added
+    taken = offer_with("m=audio 4000 RTP/AVP 0 8", "a=rtpmap:8 opus/48000/2")
+    assert with_other_law(taken, 0) == (taken, None)
+
+
+def test_as_law_renames_the_one_law_and_keeps_everything_else() -> None:
+    from softswitch.sip.sdp import as_law, chosen_codec
+
+    answer_b = offer_with(
+        "m=audio 5000 RTP/AVP 8 101",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=ptime:20",
+    )
+    toward_a = SessionDescription.parse(bytes(as_law(answer_b, 0, "pcmu")))
+    md = toward_a.media[0]
+    assert md.formats == ("0", "101") and md.ptime == 20
+    assert chosen_codec(md) == CodecRef(0, "PCMU", 8000)
+    assert as_law(answer_b, 0, "pcma") is answer_b  # already that law
