@@ -22,8 +22,8 @@ import numpy as np
 
 from media.call_recording import CallRecording
 from media.clock import MediaClock
-from media.codecs.g711 import alaw_encode, ulaw_encode
-from media.dtmf import DtmfReceived, Rfc4733Receiver
+from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode, ulaw_encode
+from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
 from media.recorder import RecordingOptions
 from media.rtp.packet import RtpPacket, payload_bounds
 from media.rtp.rewrite import StreamRewriter
@@ -68,6 +68,9 @@ class _CallMedia:
     local: bool = False  # the switch itself is the far end (echo, prompt test): only leg A
     announcer: _Announcer | None = None
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
+    inband: dict[str, _InbandTap] = field(default_factory=dict)  # side -> tone detector
+    #: the call's application, told of each digit (the prompt test)
+    listener: Callable[[str, DtmfReceived], None] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -138,6 +141,30 @@ class _EventTap:
         return self.receiver.receive(ts, bool(second & 0x80), bytes(packet[start:end]), now)
 
 
+_DECODE_TABLES = {0: ULAW_DECODE_TABLE, 8: ALAW_DECODE_TABLE}
+
+
+class _InbandTap:
+    """DTMF tones in a leg's G.711 audio (for phones that send no RFC 4733 events): payloads
+    decoded through the law's table and fed to a Goertzel detector (ITU-T Q.24 checks)."""
+
+    __slots__ = ("detector",)
+
+    def __init__(self) -> None:
+        self.detector = GoertzelDetector(1)
+
+    def feed(self, packet: bytes | bytearray, now: float) -> list[DtmfReceived]:
+        table = _DECODE_TABLES.get(packet[1] & 0x7F) if len(packet) > 12 else None
+        if table is None:
+            return []
+        start, end = payload_bounds(packet)
+        usable = (end - start) // 80 * 80  # whole 10 ms blocks
+        if usable == 0:
+            return []
+        codes = np.frombuffer(packet, np.uint8, usable, start)
+        return self.detector.process(table[codes])
+
+
 class MediaEngine:
     """All anchored calls of the process."""
 
@@ -151,10 +178,14 @@ class MediaEngine:
         recordings: Path | None = None,
         recording_options: RecordingOptions | None = None,
         rtcp_interval: float = 5.0,
+        inband_dtmf: str = "auto",
     ) -> None:
         self.loop = loop
         #: RTCP report interval per leg before randomisation (RFC 3550 §6.2: 5 s minimum)
         self.rtcp_interval = rtcp_interval
+        #: listen for DTMF tones in the audio: "auto" (legs that offered no telephone-event),
+        #: "always" or "never"
+        self.inband_dtmf = inband_dtmf
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -236,6 +267,13 @@ class MediaEngine:
             side not in call.events or call.events[side].payload_type != events_pt
         ):
             call.events[side] = _EventTap(events_pt)
+        wants_tones = self.inband_dtmf == "always" or (
+            self.inband_dtmf == "auto" and events_pt is None
+        )
+        if not wants_tones:
+            call.inband.pop(side, None)
+        elif side not in call.inband:
+            call.inband[side] = _InbandTap()
 
     def transcode(self, call_id: str, a_pt: int | None, b_pt: int | None) -> None:
         """Legs A and B speak different G.711 laws (payload types 0 and 8): the relay translates
@@ -262,6 +300,8 @@ class MediaEngine:
         taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
         for side, events in call.events.items():
             taps[side].append(self._digit_tap(call_id, side, events))
+        for side, tones in call.inband.items():
+            taps[side].append(self._digit_tap(call_id, side, tones))
         if self.recordings is not None:
             recording = CallRecording(
                 self.clock, self.recordings / f"{call_id}.wav", self.recording_options
@@ -301,27 +341,41 @@ class MediaEngine:
         announcer.queue(prompt)
         call.announcer = announcer
         call.out_a = announcer.rewriter
-        events = call.events.get("a")
+
+        def answer(side: str, digit: DtmfReceived) -> None:
+            announcer.queue(dtmf(digit.digit, 200, level_dbm0=-10.0))
+            announcer.queue(np.zeros(800, dtype=np.int16))
+
+        call.listener = answer
+        detectors = [d for d in (call.events.get("a"), call.inband.get("a")) if d is not None]
 
         def heard(packet: bytearray) -> None:
-            if events is None:
-                return
-            for digit in events.feed(packet, self.loop.time()):
-                self.on_digit(call_id, "a", digit)
-                announcer.queue(dtmf(digit.digit, 200, level_dbm0=-10.0))
-                announcer.queue(np.zeros(800, dtype=np.int16))
+            now = self.loop.time()
+            for detector in detectors:
+                for digit in detector.feed(packet, now):
+                    self.digit(call_id, "a", digit)
 
         call.a.on_rtp = heard
         call.local = True
         call.relay_started = self.loop.time()
         announcer.token = self.clock.subscribe(announcer.tick)
 
-    def _digit_tap(self, call_id: str, side: str, events: _EventTap) -> Callable[[bytearray], None]:
+    def _digit_tap(
+        self, call_id: str, side: str, detector: _EventTap | _InbandTap
+    ) -> Callable[[bytearray], None]:
         def tap(packet: bytearray) -> None:
-            for digit in events.feed(packet, self.loop.time()):
-                self.on_digit(call_id, side, digit)
+            for digit in detector.feed(packet, self.loop.time()):
+                self.digit(call_id, side, digit)
 
         return tap
+
+    def digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
+        """A digit from one leg, however it came (RFC 4733, in-band, SIP INFO): reported to
+        the switch and to the call's application."""
+        self.on_digit(call_id, side, digit)
+        call = self._calls.get(call_id)
+        if call is not None and call.listener is not None:
+            call.listener(side, digit)
 
     def _rtcp_tick(self) -> None:
         """Send the RTCP report of every leg whose interval has come (RFC 3550 §6.2, §6.4)."""

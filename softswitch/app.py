@@ -26,6 +26,7 @@ from media.player import PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions
 from media.transport import PortPool
 from softswitch.admin.http import HttpApi
+from softswitch.b2bua.call import Call
 from softswitch.b2bua.service import B2bua, Ids, MediaControl
 from softswitch.config import Settings
 from softswitch.pipeline import Account, SipEngine
@@ -38,7 +39,8 @@ from softswitch.sip.events import Address
 from softswitch.sip.message import Limits
 from softswitch.sip.transaction import Timers
 from softswitch.sip.txn_layer import TransactionLayer
-from softswitch.storage.sqlite import SqliteBindingStore
+from softswitch.storage.cdr import CallRecord
+from softswitch.storage.sqlite import SqliteBindingStore, SqliteCdrStore
 from softswitch.transport.hub import TransportHub
 
 log = logging.getLogger("softswitch")
@@ -178,6 +180,7 @@ class Switch:
                 PortPool(m.rtp_port_min, m.rtp_port_max),
                 recordings=Path(m.recordings) if m.record_calls else None,
                 recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
+                inband_dtmf=m.inband_dtmf,
             )
         self.digits: dict[str, list[tuple[str, str]]] = {}  # call -> (side, digit), recent calls
         self._prompt: np.ndarray | None = None
@@ -212,7 +215,11 @@ class Switch:
         self.authenticator = self.engine.auth
         self.hub = TransportHub(self._on_message, max_size=settings.sip.max_message_size)
         self.store = SqliteBindingStore(settings.registrar.binding_store)
-        self.http = HttpApi(self)
+        #: call detail records, in the same database as the bindings
+        self.cdrs = SqliteCdrStore(settings.registrar.binding_store)
+        self._cdr_writes: set[asyncio.Task[None]] = set()
+        self.b2bua.on_call_ended = self._call_ended
+        self.http = HttpApi(self, cdrs=self.cdrs, token=settings.http.api_token)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._watch: asyncio.Task[None] | None = None
@@ -232,6 +239,65 @@ class Switch:
         if call_id not in self.digits and len(self.digits) >= 1000:
             del self.digits[next(iter(self.digits))]  # bounded: the most recent calls
         self.digits.setdefault(call_id, []).append((side, digit.digit))
+
+    # -- calls: live view and detail records --------------------------------------------------
+
+    def _wall(self, monotonic: float) -> float:
+        """A loop-clock time as Unix seconds."""
+        return round(time.time() - (self.loop.time() - monotonic), 3)
+
+    def _call_view(self, call: Call) -> dict[str, object]:
+        media = self.media.stats(call.id) if self.media is not None else None
+        return {
+            "call_id": call.id,
+            "live": True,
+            "caller": call.caller,
+            "caller_name": call.caller_name,
+            "callee": call.callee,
+            "state": call.state.value,
+            "started": self._wall(call.created),
+            "answered": None if call.answered_at is None else self._wall(call.answered_at),
+            "answered_by": call.answered_by,
+            "media": media,
+            "digits": [{"side": side, "digit": d} for side, d in self.digits.get(call.id, ())],
+        }
+
+    def live_calls(self) -> list[dict[str, object]]:
+        return [self._call_view(call) for call in list(self.b2bua.calls.values())]
+
+    def live_call(self, call_id: str) -> dict[str, object] | None:
+        call = self.b2bua.calls.get(call_id)
+        return None if call is None else self._call_view(call)
+
+    def _call_ended(self, call: Call, media_report: object) -> None:
+        """Write the call's detail record, off the event loop's critical path."""
+        digits = self.digits.pop(call.id, [])
+        media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}
+        if digits:
+            media["digits"] = [{"side": side, "digit": digit} for side, digit in digits]
+        recording = media.pop("recording", None)
+        record = CallRecord(
+            call_id=call.id,
+            caller=call.caller,
+            caller_name=call.caller_name,
+            callee=call.callee,
+            started=self._wall(call.created),
+            answered=None if call.answered_at is None else self._wall(call.answered_at),
+            ended=round(time.time(), 3),
+            status=call.final_status or 500,
+            cause=call.end_cause or "normal",
+            recording=str(recording) if recording is not None else None,
+            media=media,
+        )
+        task = asyncio.ensure_future(self._write_cdr(record))
+        self._cdr_writes.add(task)
+        task.add_done_callback(self._cdr_writes.discard)
+
+    async def _write_cdr(self, record: CallRecord) -> None:
+        try:
+            await self.cdrs.add(record)
+        except Exception:
+            log.exception("call %s: writing its detail record failed", record.call_id)
 
     # -- the engine's shell --------------------------------------------------------------------
 
@@ -307,6 +373,7 @@ class Switch:
     async def start(self) -> None:
         s = self.settings
         await self.store.open()
+        await self.cdrs.open()
         restored = self.bindings.load(await self.store.load_all(), time.time())
         if restored:
             log.info("restored %d registration(s) from %s", len(restored), self.store.path)
@@ -394,6 +461,9 @@ class Switch:
             self.media.close()
             await self.media.drain()
         await self.hub.close()
+        while self._cdr_writes:
+            await asyncio.gather(*self._cdr_writes, return_exceptions=True)
+        await self.cdrs.close()
         await self.store.close()
 
 

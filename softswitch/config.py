@@ -269,6 +269,29 @@ class Http(_Section):
     """IPv4 or IPv6 address to bind."""
     port: Port = 8080
     """TCP port to bind; 0 picks a free port."""
+    api_token: Text | None = Field(default=None, repr=False)
+    """Secret that API clients send as "Authorization: Bearer <token>" (RFC 6750 §2.1);
+    at least 16 characters of letters, digits and - . _ ~ + / (= only at the end). Best
+    taken from the environment (api_token: !env SOFTSWITCH_API_TOKEN). Unset: the /api/
+    routes answer only clients on the loopback (127.0.0.0/8, ::1)."""
+
+    @field_validator("api_token")
+    @classmethod
+    def _api_token(cls, value: str | None) -> str | None:
+        # The messages never repeat the value: it is a secret.
+        if value is None:
+            return None
+        if len(value) < 16:
+            raise ValueError(
+                f"must be at least 16 characters long, got {len(value)} "
+                '(generate one with: python -c "import secrets; print(secrets.token_urlsafe())")'
+            )
+        if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", value):
+            raise ValueError(
+                "may contain only letters, digits and - . _ ~ + / (and = at the end), "
+                "to be sent as a Bearer token (RFC 6750 §2.1)"
+            )
+        return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,6 +488,11 @@ class Media(_Section):
         if base is not None and not resolve_file(value, Path(base)).is_file():
             raise ValueError(f'file "{value}" does not exist')
         return value
+
+    inband_dtmf: Literal["auto", "always", "never"] = "auto"
+    """Listen for DTMF tones in a leg's audio: "auto" on legs whose SDP offered no
+    telephone-event (RFC 4733), "always" on every leg, "never". Digits also arrive as RFC 4733
+    events and SIP INFO (application/dtmf-relay)."""
 
     dead_peer_timeout: Integer = Field(default=60, ge=0)
     """Seconds a leg of an established call may send no RTP before the call is ended (a

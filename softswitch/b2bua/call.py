@@ -78,6 +78,9 @@ class Call:
     ring_deadline: float = 0.0
     answered_at: float | None = None
     end_cause: str = ""
+    final_status: int = 0  # what the caller got: 200 when answered, else the error sent
+    caller_name: str | None = None  # the display name of the caller's From
+    answered_by: str | None = None  # the contact that answered
     pending: set[TxnKey] = field(default_factory=set)  # our client transactions of this call
     ports: tuple[int, int] | None = None  # anchored media: our RTP ports toward A and toward B
     stream: int = 0  # the anchored m-line

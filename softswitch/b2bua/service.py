@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from media.dtmf import DtmfReceived, parse_dtmf_relay
 from media.engine import PortsExhausted
 from softswitch.b2bua.call import Call, CallState, Leg, LegState
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.dialog import Dialog
-from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
 from softswitch.sip.events import (
     AckReceived,
     AckTimedOut,
@@ -48,6 +49,7 @@ from softswitch.sip.sdp import (
     codecs,
     g711_law,
     media_address,
+    restricted,
     with_other_law,
 )
 from softswitch.sip.sdp import (
@@ -84,6 +86,8 @@ class MediaControl(Protocol):
     def release(self, call_id: str) -> object: ...
 
     def echo(self, call_id: str) -> None: ...
+
+    def digit(self, call_id: str, side: str, digit: DtmfReceived) -> None: ...
 
     def prompt_test(self, call_id: str, payload_type: int, prompt: Any) -> None: ...
 
@@ -150,6 +154,8 @@ class B2bua:
         self.max_calls = max_calls
         self.media = media
         self.prompt_audio: Any = None  # what the prompt test plays (samples at 8 kHz)
+        #: told of every call that ended, with the media engine's final report of it
+        self.on_call_ended: Callable[[Call, object], None] | None = None
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], Leg] = {}
         self._pending: dict[TxnKey, _Pending] = {}
@@ -222,6 +228,7 @@ class B2bua:
                 self._reply(now, event.key, req, exc.status, exc.message)
                 return
         call = Call(self.ids.call_id(), caller, callee, now)
+        call.caller_name = _display_name(req)
         if offer is not None and self.media is not None:
             try:
                 call.ports = self.media.allocate(call.id)
@@ -268,6 +275,7 @@ class B2bua:
             self._reply(now, event.key, req, exc.status, exc.message)
             return
         call = Call(self.ids.call_id(), caller, number, now)
+        call.caller_name = _display_name(req)
         try:
             call.ports = self.media.allocate(call.id)
         except PortsExhausted:
@@ -307,6 +315,8 @@ class B2bua:
         self._dialogs[(a.call_id, a.local_tag)] = a
         a.state = LegState.UP
         call.answered_at = now
+        call.final_status = 200
+        call.answered_by = app
         call.move(CallState.ANSWERED)
         self.layer.respond(event.key, ok, now)
         log.info("call %s: %s on the %s test (%s)", call.id, caller, app, number)
@@ -435,6 +445,18 @@ class B2bua:
                 call, "caller hung up" if leg.side == "a" else "callee hung up", now, skip=leg
             )
             return True
+        if req.method == "INFO" and self.media is not None and call.ports is not None:
+            # DTMF by SIP INFO (application/dtmf-relay), the fallback of phones that send
+            # neither RFC 4733 events nor clean tones: reported like any other digit, and
+            # still relayed to a far end that may want it
+            digit = parse_dtmf_relay(
+                req.body.decode("utf-8", "replace"), req.headers.get("Content-Type") or ""
+            )
+            if digit is not None:
+                self.media.digit(call.id, leg.side, digit)
+                if leg.other is None:  # the switch itself is the far end
+                    self._reply(now, event.key, req, 200, "OK")
+                    return True
         other = leg.other
         if other is None or other.dialog is None or other.state is not LegState.UP:
             self._reply(now, event.key, req, 481, "Call Leg Gone")
@@ -485,6 +507,7 @@ class B2bua:
             self.media.set_remote(call.id, from_side, host, port, events)
             if from_side == "b" and call.a_law is not None:
                 self._pick_laws(call, md)
+        sdp = restricted(sdp, call.stream)  # codecs the switch can decode, and events
         if call.laws is not None:  # each leg hears of its own law only
             sdp = as_law(sdp, call.stream, call.laws[1 if from_side == "a" else 0])
         toward = call.ports[1] if from_side == "a" else call.ports[0]
@@ -611,6 +634,8 @@ class B2bua:
             return
         call.b = fork
         call.answered_at = now
+        call.final_status = 200
+        call.answered_by = str(fork.invite.uri)
         call.move(CallState.ANSWERED)
         for other in call.forks:
             if other is not fork and other.state in (LegState.TRYING, LegState.EARLY):
@@ -651,6 +676,7 @@ class B2bua:
     ) -> None:
         """Give the caller a final error and stop every fork still ringing."""
         call.end_cause = cause or reason or str(status)
+        call.final_status = status
         a = call.a
         self._reply(now, a.invite_key, a.invite, status, reason, to_tag=a.local_tag)
         self._a_invites.pop(a.invite_key, None)
@@ -703,8 +729,9 @@ class B2bua:
 
     def _forget(self, call: Call) -> None:
         call.move(CallState.ENDED)
+        media_report: object = None
         if call.ports is not None and self.media is not None:
-            self.media.release(call.id)
+            media_report = self.media.release(call.id)
             call.ports = None
         self.calls.pop(call.id, None)
         self._a_invites.pop(call.a.invite_key, None)
@@ -717,6 +744,11 @@ class B2bua:
         if call.answered_at is not None:
             duration = f", answered {call.answered_at - call.created:.1f} s after start"
         log.info("call %s ended: %s%s", call.id, call.end_cause or "normal", duration)
+        if self.on_call_ended is not None:
+            try:
+                self.on_call_ended(call, media_report)
+            except Exception:  # a failing observer must not break signalling
+                log.exception("call %s: recording the end of the call failed", call.id)
 
     def _relay_response(self, pending: _Pending, resp: Response, now: float) -> None:
         leg = pending.leg
@@ -762,6 +794,14 @@ class B2bua:
         """End every call (the grace time after SIGTERM is over)."""
         for call in list(self.calls.values()):
             self._hangup(call, "switch shutting down", now)
+
+
+def _display_name(req: Request) -> str | None:
+    try:
+        name = req.from_.display
+    except (RemoteProtocolError, LocalProtocolError):
+        return None
+    return name or None
 
 
 def _clone(req: Request) -> Request:

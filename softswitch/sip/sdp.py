@@ -43,6 +43,7 @@ __all__ = [
     "make_offer",
     "media_address",
     "parse_answer",
+    "restricted",
     "with_other_law",
 ]
 
@@ -899,18 +900,23 @@ def anchor_stream(sdp: SessionDescription, supported: Sequence[str] = ("PCMU", "
     raise _bad("no audio stream with a codec the switch relays (PCMU, PCMA)", 488)
 
 
+#: attributes of the far phone's stream that do not hold for the switch's stream
+_NOT_FORWARDED = frozenset({"rtcp", "ssrc", "ssrc-group"})
+
+
 def anchored(sdp: SessionDescription, index: int, address: str, port: int) -> SessionDescription:
     """The same description with stream ``index`` moved to the switch's ``address``/``port``.
 
     What a media-anchoring B2BUA forwards (RFC 3264 §5, §6: c= and m= port are ours; codecs,
     payload types and directions are the peer's, so both legs negotiate the same codec). Other
     streams are refused with port 0; an ``a=rtcp`` port (RFC 3605) is dropped since ours is the
-    RTP port + 1.
+    RTP port + 1, and so are ``a=ssrc``/``a=ssrc-group`` (RFC 5576): the switch sends each leg
+    its own SSRC, and a phone that believed the other phone's would report on the wrong source.
     """
     media: list[MediaDescription] = []
     for i, md in enumerate(sdp.media):
         if i == index:
-            attrs = tuple(a for a in md.attributes if a.name.lower() != "rtcp")
+            attrs = tuple(a for a in md.attributes if a.name.lower() not in _NOT_FORWARDED)
             media.append(replace(md, port=port, connection=None, attributes=attrs, port_count=None))
         else:
             media.append(replace(md, port=0, connection=None))
@@ -996,6 +1002,48 @@ def as_law(sdp: SessionDescription, index: int, law: str) -> SessionDescription:
         return sdp
     formats = tuple(str(pt) if f == str(current.payload_type) else f for f in md.formats)
     new_md = replace(md, formats=formats, attributes=_law_attrs(md, current.payload_type, law))
+    media = list(sdp.media)
+    media[index] = new_md
+    return replace(sdp, media=tuple(media))
+
+
+def restricted(
+    sdp: SessionDescription, index: int, supported: Sequence[str] = ("PCMU", "PCMA")
+) -> SessionDescription:
+    """Stream ``index`` with only the codecs the switch handles: ``supported`` (by name, 8000
+    Hz, mono) and telephone-event/8000 (RFC 4733). The offerer's order is kept; rtpmap and fmtp
+    lines of the formats taken out go with them (RFC 3264 §5.1, §8.3.2: an anchoring switch
+    offers what it can decode, so a prompt, a recording or a tone detector always can).
+
+    A stream left with no supported audio codec is returned unchanged (``anchor_stream`` has
+    already refused such an offer with 488).
+    """
+    md = sdp.media[index] if index < len(sdp.media) else None
+    if md is None:
+        return sdp
+    wanted = {name.lower() for name in supported}
+    keep = [
+        c
+        for c in codecs(md)
+        if c.clock_rate == 8000
+        and c.channels == 1
+        and (c.name.lower() in wanted or c.name.lower() == "telephone-event")
+    ]
+    if not any(c.name.lower() != "telephone-event" for c in keep):
+        return sdp
+    kept = {str(c.payload_type) for c in keep}
+    if kept == set(md.formats):
+        return sdp
+    attrs = tuple(
+        a
+        for a in md.attributes
+        if not (
+            a.name in ("rtpmap", "fmtp")
+            and a.value is not None
+            and a.value.partition(" ")[0] not in kept
+        )
+    )
+    new_md = replace(md, formats=tuple(f for f in md.formats if f in kept), attributes=attrs)
     media = list(sdp.media)
     media[index] = new_md
     return replace(sdp, media=tuple(media))

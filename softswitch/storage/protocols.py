@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from softswitch.registrar.bindings import Binding
+from softswitch.storage.cdr import CallRecord
 
-__all__ = ["BindingStore"]
+__all__ = ["BindingStore", "CdrStore"]
 
 
 class BindingStore(Protocol):
@@ -31,6 +32,36 @@ class BindingStore(Protocol):
 
     async def delete(self, keys: Sequence[tuple[str, str]]) -> None:
         """Delete the bindings with these ``(aor, contact)`` keys; unknown keys are ignored."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+class CdrStore(Protocol):
+    """Call detail records (:class:`~softswitch.storage.cdr.CallRecord`), written once per call.
+
+    Implementations never block the event loop and keep the table bounded by age (the SQLite
+    store has ``purge``; the switch runs it on a retention schedule).
+    """
+
+    async def add(self, record: CallRecord) -> None:
+        """Store one record; raises ``ValueError`` if its media is not a JSON document."""
+        ...
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        """The newest record with this Call-ID (by end time), or None."""
+        ...
+
+    async def recent(
+        self, limit: int = 100, since: float | None = None, user: str | None = None
+    ) -> list[CallRecord]:
+        """Up to ``limit`` (at least 1) records, newest end time first.
+
+        ``since`` keeps the records that ended at or after it (Unix seconds); ``user`` keeps
+        those whose caller or callee is exactly ``user``.
+        """
         ...
 
     async def close(self) -> None:

@@ -204,17 +204,22 @@ async def test_engine_terminates_rtcp_per_leg_with_rfc3550_statistics() -> None:
         engine.set_remote("c", "b", *callee.addr)
         engine.connect("c")
         ssrc = 0x11223344
+        our_ntp = ntp_from_unix(time.time())
+        sr = SenderReport(ssrc, our_ntp, 40 * 160, 39, 39 * 160)
+        rtcp.sock.sendto(bytes(sr), ("127.0.0.1", a_port + 1))
+        await asyncio.sleep(0.01)
         for seq in range(1, 41):
             if seq != 7:  # one packet lost on the way
                 caller.send(("127.0.0.1", a_port), seq, seq * 160, ssrc, b"\xff" * 160)
             callee.send(("127.0.0.1", b_port), 500 + seq, seq * 160, 0x55, b"\x7f" * 160)
-            await asyncio.sleep(0.002)
-        our_ntp = ntp_from_unix(time.time())
-        sr = SenderReport(ssrc, our_ntp, 40 * 160, 39, 39 * 160)
-        rtcp.sock.sendto(bytes(sr), ("127.0.0.1", a_port + 1))
+        sent = 39
 
-        async def report_about(wanted: int) -> tuple[SenderReport | ReceiverReport, float]:
-            for _ in range(40):
+        async def report_about(wanted: int) -> tuple[SenderReport | ReceiverReport, ReportBlock]:
+            nonlocal sent
+            for seq in range(41, 81):
+                # a block about a source goes only into the report after it sent something
+                caller.send(("127.0.0.1", a_port), seq, seq * 160, ssrc, b"\xff" * 160)
+                sent += 1
                 data, _addr = await asyncio.wait_for(
                     loop.sock_recvfrom(rtcp.sock, 2048), timeout=2.0
                 )
@@ -222,15 +227,15 @@ async def test_engine_terminates_rtcp_per_leg_with_rfc3550_statistics() -> None:
                 first_packet = packets[0]
                 assert isinstance(first_packet, SenderReport | ReceiverReport)
                 assert isinstance(packets[1], SourceDescription)  # SDES CNAME follows
-                if any(b.ssrc == wanted and b.lsr for b in first_packet.reports):
-                    return first_packet, time.time()
+                for block in first_packet.reports:
+                    if block.ssrc == wanted and block.packets_lost == 1:
+                        return first_packet, block
             raise AssertionError("no report about our stream")
 
-        report, _ = await report_about(ssrc)
-        # the switch relayed the callee's 40 packets to the caller: a sender report
-        assert isinstance(report, SenderReport) and report.packet_count == 40
-        block = next(b for b in report.reports if b.ssrc == ssrc)
-        assert block.packets_lost == 1 and block.lsr == ntp_middle32(our_ntp)
+        report, block = await report_about(ssrc)
+        # the switch relayed the callee's packets to the caller: a sender report
+        assert isinstance(report, SenderReport) and report.packet_count > 0
+        assert block.lsr == ntp_middle32(our_ntp)
         assert report.ssrc == engine._calls["c"].ssrc_a
         # the caller reports on the switch's stream; the switch derives the round trip
         lsr = ntp_middle32(report.ntp_timestamp)
@@ -242,7 +247,7 @@ async def test_engine_terminates_rtcp_per_leg_with_rfc3550_statistics() -> None:
         assert stats is not None
         leg_a = stats["a"]
         assert isinstance(leg_a, dict)
-        assert leg_a["packets_lost"] == 1 and leg_a["packets_in"] == 39
+        assert leg_a["packets_lost"] == 1 and leg_a["packets_in"] == sent
         assert leg_a["rtcp_received"] == 2
         assert leg_a["rtt_ms"] is not None and 15 <= leg_a["rtt_ms"] < 500
         final = engine.release("c")
@@ -260,3 +265,76 @@ async def test_engine_terminates_rtcp_per_leg_with_rfc3550_statistics() -> None:
         engine.close()
         for phone in (caller, callee, rtcp):
             phone.sock.close()
+
+
+async def _digits_through_engine(
+    events_pt: int | None, packets: list[bytes], inband: str = "auto"
+) -> list[tuple[str, str, str]]:
+    from media.engine import MediaEngine
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(
+        loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 3), inband_dtmf=inband
+    )
+    got: list[tuple[str, str, str]] = []
+    engine.on_digit = lambda call, side, d: got.append((side, d.digit, d.source))
+    caller, callee = Phone(), Phone()
+    try:
+        a_port, _ = engine.allocate("c")
+        await asyncio.sleep(0.05)
+        engine.set_remote("c", "a", *caller.addr, events_pt=events_pt)
+        engine.set_remote("c", "b", *callee.addr, events_pt=events_pt)
+        engine.connect("c")
+        for packet in packets:
+            caller.sock.sendto(packet, ("127.0.0.1", a_port))
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.1)
+    finally:
+        engine.close()
+        caller.sock.close()
+        callee.sock.close()
+    return got
+
+
+def _tone_packets(digit: str) -> list[bytes]:
+    import numpy as np
+
+    from media.codecs.g711 import ulaw_encode
+    from media.tones import dtmf
+
+    audio = np.concatenate(
+        [np.zeros(800, np.int16), dtmf(digit, 120, level_dbm0=-12.0), np.zeros(1600, np.int16)]
+    )
+    return [
+        bytes(
+            RtpPacket(
+                0, i, i * 160, 9, payload=ulaw_encode(audio[i * 160 : (i + 1) * 160]).tobytes()
+            )
+        )
+        for i in range(len(audio) // 160)
+    ]
+
+
+async def test_engine_hears_dtmf_tones_on_a_leg_without_telephone_event() -> None:
+    got = await _digits_through_engine(None, _tone_packets("7"))
+    assert got == [("a", "7", "inband")]
+
+
+async def test_engine_leaves_tones_alone_on_a_leg_that_sends_events_unless_told() -> None:
+    assert await _digits_through_engine(101, _tone_packets("7")) == []
+    got = await _digits_through_engine(101, _tone_packets("7"), inband="always")
+    assert got == [("a", "7", "inband")]
+    assert await _digits_through_engine(None, _tone_packets("7"), inband="never") == []
+
+
+async def test_engine_reports_rfc4733_digits_of_a_relayed_call_once() -> None:
+    from media.dtmf import Rfc4733Sender
+
+    sender = Rfc4733Sender()
+    packets = [
+        bytes(RtpPacket(101, 100 + i, 8000, 9, marker=p.marker, payload=p.payload))
+        for i, p in enumerate(sender.packets("4", 120))
+    ]
+    got = await _digits_through_engine(101, packets)
+    assert got == [("a", "4", "rfc4733")]

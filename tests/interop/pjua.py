@@ -173,8 +173,8 @@ class UserAgent:
     def media_start(self, call: int, tone_hz: float, record: str) -> None:
         self.request("media_start", call=call, tone_hz=tone_hz, record=record)
 
-    def dtmf(self, call: int, digits: str) -> None:
-        self.request("dtmf", call=call, digits=digits)
+    def dtmf(self, call: int, digits: str, method: str = "rfc4733") -> None:
+        self.request("dtmf", timeout=15.0, call=call, digits=digits, method=method)
 
     def codecs(self, *only: str) -> list[str]:
         """Keep only these codecs (``"PCMU/8000"``...); answers the codec ids kept."""

@@ -330,10 +330,38 @@ class Worker:
         self.media[call] = (generator, recorder)
         return {}
 
-    def cmd_dtmf(self, call: int, digits: str) -> dict[str, Any]:
-        """Send digits as RFC 4733 telephone-events (pjsua's default DTMF method)."""
-        self.call(call).dialDtmf(digits)
-        self.pump(0.3)
+    def cmd_dtmf(self, call: int, digits: str, method: str = "rfc4733") -> dict[str, Any]:
+        """Send digits as RFC 4733 telephone-events (pjsua's default), as SIP INFO
+        (application/dtmf-relay), or as tones in the audio ("inband": 150 ms on, 150 ms off)."""
+        tracked = self.call(call)
+        if method == "rfc4733":
+            tracked.dialDtmf(digits)
+            self.pump(0.3)
+        elif method == "info":
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+            prm.digits = digits
+            prm.duration = 160
+            tracked.sendDtmf(prm)
+            self.pump(0.3)
+        elif method == "inband":
+            generator = pj.ToneGenerator()
+            generator.createToneGenerator(8000, 1)
+            keys = pj.ToneDigitVector()
+            for key in digits:
+                tone = pj.ToneDigit()
+                tone.digit = key
+                tone.on_msec = 150
+                tone.off_msec = 150
+                tone.volume = 0
+                keys.append(tone)
+            generator.startTransmit(tracked.getAudioMedia(-1))
+            generator.playDigits(keys, False)
+            self.pump(0.3 * len(digits) + 0.3)
+            generator.stop()
+            del generator
+        else:
+            raise CommandError(f"unknown DTMF method {method!r}")
         return {}
 
     def cmd_stream_stat(self, call: int) -> dict[str, Any]:

@@ -205,6 +205,15 @@ class ServerProcess:
             raise ValueError(f"/healthz body is not an object: {body!r}")
         return body
 
+    def api(self, path: str, timeout: float = 2.0) -> dict[str, Any]:
+        """``GET /api/...`` of the switch (from loopback: no token needed) as a dict."""
+        url = f"http://{self.host}:{self.http_port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read().decode("utf-8"))
+        if not isinstance(body, dict):
+            raise ValueError(f"{path} body is not an object: {body!r}")
+        return body
+
     def wait_health(
         self, predicate: Any, timeout: float, interval: float = 0.25
     ) -> tuple[bool, dict[str, Any]]:
