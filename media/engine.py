@@ -24,10 +24,12 @@ from media.call_recording import CallRecording
 from media.clock import MediaClock
 from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode, ulaw_encode
 from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
+from media.player import MusicOnHold
 from media.recorder import RecordingOptions
-from media.rtp.packet import RtpPacket, payload_bounds
+from media.rtp.packet import payload_bounds
 from media.rtp.rewrite import StreamRewriter
 from media.rtp.session import RtpSession, RtpSessionStats
+from media.sender import FrameQueue, LegSender
 from media.tones import dtmf
 from media.transport import PayloadMap, PortPool, PortsExhausted, Relay, RtpEndpoint, g711_map
 
@@ -66,7 +68,9 @@ class _CallMedia:
     relay_started: float | None = None
     recording: CallRecording | None = None
     local: bool = False  # the switch itself is the far end (echo, prompt test): only leg A
-    announcer: _Announcer | None = None
+    #: what the switch itself sends to a leg on the media clock (prompt, music on hold):
+    #: side -> (sender, clock subscription)
+    senders: dict[str, tuple[LegSender, int]] = field(default_factory=dict)
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     inband: dict[str, _InbandTap] = field(default_factory=dict)  # side -> tone detector
     #: the call's application, told of each digit (the prompt test)
@@ -77,48 +81,6 @@ class _CallMedia:
 DigitSink = Callable[[str, str, DtmfReceived], None]  # (call id, side, digit)
 
 _ENCODERS = {0: ulaw_encode, 8: alaw_encode}
-
-
-class _Announcer:
-    """Audio the switch sends to leg A itself, one 20 ms frame per media clock tick."""
-
-    __slots__ = (
-        "call",
-        "encode",
-        "engine",
-        "payload_type",
-        "pending",
-        "rewriter",
-        "ssrc",
-        "token",
-    )
-
-    def __init__(self, engine: MediaEngine, call: _CallMedia, payload_type: int) -> None:
-        self.engine = engine
-        self.call = call
-        self.payload_type = payload_type
-        self.encode = _ENCODERS.get(payload_type, ulaw_encode)
-        self.pending: deque[np.ndarray] = deque()
-        self.rewriter = StreamRewriter(call.ssrc_a, secrets.randbits(15), secrets.randbits(32))
-        self.ssrc = self.rewriter.ssrc
-        self.token: int | None = None
-
-    def queue(self, samples: np.ndarray) -> None:
-        for start in range(0, len(samples), 160):
-            frame = samples[start : start + 160]
-            if len(frame) < 160:
-                frame = np.concatenate([frame, np.zeros(160 - len(frame), dtype=np.int16)])
-            self.pending.append(frame.astype(np.int16, copy=False))
-
-    def tick(self, tick: int, deadline: float) -> None:
-        if not self.pending:
-            return  # nothing to say: send nothing (the phone plays comfort silence)
-        seq, ts, marker = self.rewriter.next_generated()
-        payload = self.encode(self.pending.popleft()).tobytes()
-        packet = RtpPacket(
-            self.payload_type, seq, ts, self.rewriter.ssrc, marker=marker, payload=payload
-        )
-        self.call.a.send_rtp(bytes(packet))
 
 
 _EVENT_HEADER = struct.Struct("!BBHI")
@@ -179,6 +141,7 @@ class MediaEngine:
         recording_options: RecordingOptions | None = None,
         rtcp_interval: float = 5.0,
         inband_dtmf: str = "auto",
+        moh: MusicOnHold | None = None,
     ) -> None:
         self.loop = loop
         #: RTCP report interval per leg before randomisation (RFC 3550 §6.2: 5 s minimum)
@@ -186,6 +149,8 @@ class MediaEngine:
         #: listen for DTMF tones in the audio: "auto" (legs that offered no telephone-event),
         #: "always" or "never"
         self.inband_dtmf = inband_dtmf
+        #: what a leg on hold hears (None: the switch sends it nothing)
+        self.moh = moh
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -337,14 +302,14 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None or call.relay_started is not None:
             return
-        announcer = _Announcer(self, call, payload_type)
-        announcer.queue(prompt)
-        call.announcer = announcer
-        call.out_a = announcer.rewriter
+        queue = FrameQueue()
+        queue.put(prompt)
+        rewriter = StreamRewriter(call.ssrc_a, secrets.randbits(15), secrets.randbits(32))
+        call.out_a = rewriter
 
         def answer(side: str, digit: DtmfReceived) -> None:
-            announcer.queue(dtmf(digit.digit, 200, level_dbm0=-10.0))
-            announcer.queue(np.zeros(800, dtype=np.int16))
+            queue.put(dtmf(digit.digit, 200, level_dbm0=-10.0))
+            queue.put(np.zeros(800, dtype=np.int16))
 
         call.listener = answer
         detectors = [d for d in (call.events.get("a"), call.inband.get("a")) if d is not None]
@@ -358,7 +323,47 @@ class MediaEngine:
         call.a.on_rtp = heard
         call.local = True
         call.relay_started = self.loop.time()
-        announcer.token = self.clock.subscribe(announcer.tick)
+        self._start_sender(call, "a", LegSender(call.a, rewriter, payload_type, queue.next))
+
+    def _start_sender(self, call: _CallMedia, side: str, sender: LegSender) -> None:
+        self._stop_sender(call, side)
+        call.senders[side] = (sender, self.clock.subscribe(sender.tick))
+
+    def _stop_sender(self, call: _CallMedia, side: str) -> None:
+        entry = call.senders.pop(side, None)
+        if entry is not None:
+            self.clock.unsubscribe(entry[1])
+
+    def hold(self, call_id: str, side: str, payload_type: int) -> None:
+        """Leg ``side`` is on hold (the other leg offered sendonly or inactive, RFC 3264
+        §8.4): it hears music on hold instead of the other leg until :meth:`unhold`."""
+        call = self._calls.get(call_id)
+        if call is None or call.relay is None or self.moh is None:
+            return
+        endpoint, out = (call.a, call.out_a) if side == "a" else (call.b, call.out_b)
+        if out is None or side in call.senders:
+            return
+        stream = self.moh.stream(self.loop.time())
+        if side == "a":
+            call.relay.to_a_on = False
+        else:
+            call.relay.to_b_on = False
+        self._start_sender(call, side, LegSender(endpoint, out, payload_type, stream.read_frame))
+
+    def unhold(self, call_id: str, side: str) -> None:
+        """Leg ``side`` hears the other leg again (the hold was lifted)."""
+        call = self._calls.get(call_id)
+        if call is None or side not in call.senders or call.relay is None:
+            return
+        self._stop_sender(call, side)
+        if side == "a":
+            call.relay.to_a_on = True
+        else:
+            call.relay.to_b_on = True
+
+    def on_hold(self, call_id: str, side: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.relay is not None and side in call.senders
 
     def _digit_tap(
         self, call_id: str, side: str, detector: _EventTap | _InbandTap
@@ -419,9 +424,8 @@ class MediaEngine:
                 endpoint.send_rtcp(session.bye(now, "call ended"))
             endpoint.reset()
             self._idle.append(endpoint)
-        if call.announcer is not None and call.announcer.token is not None:
-            self.clock.unsubscribe(call.announcer.token)
-            call.announcer = None
+        for side in list(call.senders):
+            self._stop_sender(call, side)
         if call.recording is not None:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)

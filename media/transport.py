@@ -255,7 +255,10 @@ class Relay:
         self.b_to_a: PayloadMap = b_to_a or {}
         a.on_rtp = self._from_a
         b.on_rtp = self._from_b
-        self.enabled = True
+        #: relay each direction (off while the switch sends that leg something else: music on
+        #: hold, or a mix)
+        self.to_a_on = True
+        self.to_b_on = True
         #: see each leg's packets as they arrive, before rewriting (recording, DTMF)
         self.tap_a: Callable[[bytearray], None] | None = None
         self.tap_b: Callable[[bytearray], None] | None = None
@@ -263,7 +266,7 @@ class Relay:
     def _from_a(self, packet: bytearray) -> None:
         if self.tap_a is not None:
             self.tap_a(packet)
-        if self.enabled and self.to_b.relay(packet):
+        if self.to_b_on and self.to_b.relay(packet):
             if self.a_to_b:
                 _apply(packet, self.a_to_b)
             self.b.send_rtp(packet)
@@ -271,7 +274,7 @@ class Relay:
     def _from_b(self, packet: bytearray) -> None:
         if self.tap_b is not None:
             self.tap_b(packet)
-        if self.enabled and self.to_a.relay(packet):
+        if self.to_a_on and self.to_a.relay(packet):
             if self.b_to_a:
                 _apply(packet, self.b_to_a)
             self.a.send_rtp(packet)

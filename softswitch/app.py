@@ -22,7 +22,7 @@ import numpy as np
 
 from media.dtmf import DtmfReceived
 from media.engine import MediaEngine
-from media.player import PromptError, load_prompt
+from media.player import MusicOnHold, PromptCache, PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions
 from media.transport import PortPool
 from softswitch.admin.http import HttpApi
@@ -181,6 +181,11 @@ class Switch:
                 recordings=Path(m.recordings) if m.record_calls else None,
                 recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
                 inband_dtmf=m.inband_dtmf,
+                moh=(
+                    MusicOnHold(settings.resolve(m.music_on_hold), PromptCache())
+                    if m.music_on_hold is not None
+                    else None
+                ),
             )
         self.digits: dict[str, list[tuple[str, str]]] = {}  # call -> (side, digit), recent calls
         self._prompt: np.ndarray | None = None

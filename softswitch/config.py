@@ -451,7 +451,7 @@ def resolve_file(relative: str, config_dir: Path | None) -> Path:
     if path.is_absolute():
         return path
     for base in (config_dir, SHIPPED_CONFIGS):
-        if base is not None and (base / path).is_file():
+        if base is not None and (base / path).exists():
             return base / path
     return path
 
@@ -487,6 +487,18 @@ class Media(_Section):
         base = (info.context or {}).get("config_dir")
         if base is not None and not resolve_file(value, Path(base)).is_file():
             raise ValueError(f'file "{value}" does not exist')
+        return value
+
+    music_on_hold: str | None = Field(default="moh", min_length=1)
+    """Folder of WAV files that a party put on hold hears, played one after another in a
+    loop, relative to the settings file's folder (null: the held party hears nothing)."""
+
+    @field_validator("music_on_hold")
+    @classmethod
+    def _moh_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("config_dir")
+        if value is not None and base is not None and not resolve_file(value, Path(base)).is_dir():
+            raise ValueError(f'folder "{value}" does not exist')
         return value
 
     inband_dtmf: Literal["auto", "always", "never"] = "auto"

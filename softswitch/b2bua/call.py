@@ -89,6 +89,7 @@ class Call:
     a_law: str | None = None
     #: the laws of legs A and B while the switch translates between them (None: same codec)
     laws: tuple[str, str] | None = None
+    b_pt: int | None = None  # the G.711 payload type the callee's answer settled on
 
     def move(self, new: CallState) -> None:
         if new is self.state:

@@ -48,6 +48,7 @@ from softswitch.sip.sdp import (
     chosen_codec,
     codecs,
     g711_law,
+    is_hold,
     media_address,
     restricted,
     with_other_law,
@@ -88,6 +89,10 @@ class MediaControl(Protocol):
     def echo(self, call_id: str) -> None: ...
 
     def digit(self, call_id: str, side: str, digit: DtmfReceived) -> None: ...
+
+    def hold(self, call_id: str, side: str, payload_type: int) -> None: ...
+
+    def unhold(self, call_id: str, side: str) -> None: ...
 
     def prompt_test(self, call_id: str, payload_type: int, prompt: Any) -> None: ...
 
@@ -474,6 +479,8 @@ class B2bua:
             value = req.headers.get(name)
             if value is not None:
                 extra.append((name, value))
+        if req.method in ("INVITE", "UPDATE"):
+            self._music_on_hold(call, leg, req.body)
         body = (
             self._anchor_body(call, req.body, leg.side)
             if req.method in ("INVITE", "UPDATE")
@@ -505,13 +512,39 @@ class B2bua:
                 None,
             )
             self.media.set_remote(call.id, from_side, host, port, events)
-            if from_side == "b" and call.a_law is not None:
-                self._pick_laws(call, md)
+            if from_side == "b":
+                chosen = chosen_codec(md)
+                if chosen is not None and chosen.name.lower() in G711_LAWS:
+                    call.b_pt = chosen.payload_type
+                if call.a_law is not None:
+                    self._pick_laws(call, md)
         sdp = restricted(sdp, call.stream)  # codecs the switch can decode, and events
         if call.laws is not None:  # each leg hears of its own law only
             sdp = as_law(sdp, call.stream, call.laws[1 if from_side == "a" else 0])
         toward = call.ports[1] if from_side == "a" else call.ports[0]
         return bytes(anchored(sdp, call.stream, self.media.address, toward))
+
+    def _music_on_hold(self, call: Call, leg: Leg, body: bytes) -> None:
+        """An offer that holds the other leg (sendonly, inactive or c=0.0.0.0, RFC 3264 §8.4)
+        gives that leg music on hold; an offer that does not, ends it."""
+        if self.media is None or call.ports is None or not body:
+            return
+        try:
+            sdp = SessionDescription.parse(body)
+        except RemoteProtocolError:
+            return
+        if call.stream >= len(sdp.media):
+            return
+        held = "b" if leg.side == "a" else "a"
+        if is_hold(sdp.media[call.stream], sdp):
+            if call.laws is not None:
+                pt = G711_LAWS[call.laws[0 if held == "a" else 1]]
+            else:
+                pt = call.b_pt if call.b_pt is not None else 0
+            log.info("call %s: the %s is on hold", call.id, "caller" if held == "a" else "callee")
+            self.media.hold(call.id, held, pt)
+        else:
+            self.media.unhold(call.id, held)
 
     def _pick_laws(self, call: Call, md: MediaDescription) -> None:
         """The callee's SDP says which G.711 law it settled on: if it is not the caller's,

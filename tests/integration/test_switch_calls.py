@@ -457,6 +457,7 @@ async def test_hold_and_resume_by_reinvite_through_the_anchor(switch: Switch, ne
     alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
     server, first_ok = c.server, c.ok
     media_range = range(switch.settings.media.rtp_port_min, switch.settings.media.rtp_port_max)
+    loop = asyncio.get_running_loop()
 
     async def reinvite(direction: str) -> tuple[SessionDescription, SessionDescription]:
         assert alice.dialog is not None
@@ -477,9 +478,21 @@ async def test_hold_and_resume_by_reinvite_through_the_anchor(switch: Switch, ne
     assert bob_saw.media[0].direction is not None and bob_saw.media[0].direction.value == "sendonly"
     assert media_address(bob_saw.media[0], bob_saw)[1] in media_range  # still the anchor
     assert media_address(on_hold.media[0], on_hold) == audio_target(first_ok.body)
+    # on hold, bob hears the switch's music on hold, not what alice still sends
+    to_switch = media_address(on_hold.media[0], on_hold)
+    for seq in range(1, 6):
+        alice_rtp.send(to_switch, seq, b"\x44" * 160)
+    held = [await bob_rtp.recv() for _ in range(10)]
+    assert all(p.payload != b"\x44" * 160 and len(p.payload) == 160 for p in held)
+    assert len({p.payload for p in held}) > 1  # music, not a constant
     resumed, bob_saw = await reinvite("sendrecv")
     assert bob_saw.media[0].direction.value == "sendrecv"  # type: ignore[union-attr]
     to_switch = media_address(resumed.media[0], resumed)
-    alice_rtp.send(to_switch, 1, b"\x33" * 160)
+    while True:  # what the music sent before the resume
+        try:
+            await asyncio.wait_for(loop.sock_recv(bob_rtp.sock, 2048), 0.1)
+        except TimeoutError:
+            break
+    alice_rtp.send(to_switch, 6, b"\x33" * 160)
     heard = await bob_rtp.recv()
     assert heard.payload == b"\x33" * 160

@@ -180,6 +180,12 @@ class UserAgent:
         """Keep only these codecs (``"PCMU/8000"``...); answers the codec ids kept."""
         return list(self.request("codecs", only=list(only))["codecs"])
 
+    def hold(self, call: int) -> None:
+        self.request("hold", call=call)
+
+    def unhold(self, call: int) -> None:
+        self.request("unhold", call=call)
+
     def stream_stat(self, call: int) -> dict[str, Any]:
         return self.request("stream_stat", call=call)
 

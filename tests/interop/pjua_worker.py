@@ -81,6 +81,8 @@ class TrackedCall(pj.Call):  # type: ignore[misc]
         self.last_status = 0
         self.last_reason = ""
         self.disconnected = False
+        #: the tone generator and recorder of media_start, joined again to a new stream
+        self.media_ports: tuple[Any, Any] | None = None
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
@@ -103,6 +105,10 @@ class TrackedCall(pj.Call):  # type: ignore[misc]
                 manager = pj.Endpoint.instance().audDevManager()
                 audio.startTransmit(manager.getPlaybackDevMedia())
                 manager.getCaptureDevMedia().startTransmit(audio)
+                if self.media_ports is not None:  # a re-INVITE made a new stream
+                    generator, recorder = self.media_ports
+                    generator.startTransmit(audio)
+                    audio.startTransmit(recorder)
 
 
 class TrackedAccount(pj.Account):  # type: ignore[misc]
@@ -328,6 +334,7 @@ class Worker:
         recorder.createRecorder(record)
         audio.startTransmit(recorder)
         self.media[call] = (generator, recorder)
+        tracked.media_ports = (generator, recorder)
         return {}
 
     def cmd_dtmf(self, call: int, digits: str, method: str = "rfc4733") -> dict[str, Any]:
@@ -364,6 +371,20 @@ class Worker:
             raise CommandError(f"unknown DTMF method {method!r}")
         return {}
 
+    def cmd_hold(self, call: int) -> dict[str, Any]:
+        """Put the call on hold: a re-INVITE offering sendonly (RFC 3264 §8.4)."""
+        self.call(call).setHold(pj.CallOpParam(True))
+        self.pump(0.3)
+        return {}
+
+    def cmd_unhold(self, call: int) -> dict[str, Any]:
+        """Take the call off hold: a re-INVITE offering sendrecv again."""
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        self.call(call).reinvite(prm)
+        self.pump(0.3)
+        return {}
+
     def cmd_stream_stat(self, call: int) -> dict[str, Any]:
         """pjmedia's RTCP view of the call's audio stream: what it received and the round
         trip it measured from the switch's reports about its own stream."""
@@ -380,6 +401,7 @@ class Worker:
     def cmd_media_stop(self, call: int) -> dict[str, Any]:
         """Stop the tone and close the recording (its WAV header is written on close)."""
         generator, recorder = self.media.pop(call)
+        self.call(call).media_ports = None
         generator.stop()
         del generator, recorder
         self.pump(0.1)

@@ -168,3 +168,62 @@ def test_pcmu_phone_talks_to_pcma_phone_through_the_switch(
     hz, above_own = dominant_hz(heard_by_alice, own_hz=440)
     assert abs(hz - 1000) < 15 and above_own > 20, (hz, above_own)
     assert "translating PCMU <-> PCMA" in switch.stderr_text()
+
+
+def spectrum_share(samples: np.ndarray, rate: int, hz: float) -> float:
+    """The share of a signal's power within 15 Hz of ``hz``."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) < 15].sum() / max(spectrum.sum(), 1e-9))
+
+
+def test_a_held_party_hears_music_on_hold_then_the_other_party_again(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    """The caller holds the callee: the callee hears the shipped music on hold, not the
+    caller's tone; after the caller resumes, the callee hears the caller again."""
+    alice = user_agents("1001")
+    bob = user_agents("1002")
+    for agent, user in ((alice, "1001"), (bob, "1002")):
+        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
+    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
+    incoming = bob.wait_incoming("1002", timeout=10)
+    bob.answer(incoming["call"], 200)
+    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
+    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    heard_by_bob = tmp_path / "bob.wav"
+    alice.media_start(outgoing, 440, str(tmp_path / "alice.wav"))
+    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    marks = [time.monotonic()]
+    time.sleep(1.5)
+    alice.hold(outgoing)
+    marks.append(time.monotonic())
+    time.sleep(3.0)
+    alice.unhold(outgoing)
+    marks.append(time.monotonic())
+    time.sleep(1.5)
+    alice.media_stop(outgoing)
+    bob.media_stop(incoming["call"])
+    alice.hangup(outgoing)
+    alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
+    assert "the callee is on hold" in switch.stderr_text()
+
+    with wave.open(str(heard_by_bob)) as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(float)
+
+    def window(start: float, end: float) -> np.ndarray:
+        return samples[int((start - marks[0]) * rate) : int((end - marks[0]) * rate)]
+
+    assert len(samples) > (marks[2] + 1.4 - marks[0]) * rate, (len(samples) / rate, marks)
+    before = window(marks[0] + 0.5, marks[1] - 0.2)
+    during = window(marks[1] + 0.5, marks[2] - 0.3)
+    after = window(marks[2] + 0.6, marks[2] + 1.4)
+    assert spectrum_share(before, rate, 440) > 0.5
+    assert spectrum_share(during, rate, 440) < 0.05
+    notes = load_prompt(ROOT / "configs" / "moh" / "default.wav")
+    note_hz = (523.25, 659.25, 783.99, 880.0, 1046.5)
+    share = sum(spectrum_share(during, rate, hz) for hz in note_hz)
+    assert share > 0.5, share
+    assert np.abs(during).max() > 1000 and len(notes) == 8 * 8000
+    assert spectrum_share(after, rate, 440) > 0.5
