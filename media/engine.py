@@ -24,6 +24,8 @@ from media.call_recording import CallRecording
 from media.clock import MediaClock
 from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode, ulaw_encode
 from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
+from media.mixer import SupervisorMode
+from media.monitor import MonitoredCall
 from media.player import MusicOnHold
 from media.recorder import RecordingOptions
 from media.rtp.packet import payload_bounds
@@ -71,6 +73,12 @@ class _CallMedia:
     #: what the switch itself sends to a leg on the media clock (prompt, music on hold):
     #: side -> (sender, clock subscription)
     senders: dict[str, tuple[LegSender, int]] = field(default_factory=dict)
+    #: supervisors on this call: the mix, its clock subscription and the relay taps it wrapped
+    monitor: MonitoredCall | None = None
+    monitor_token: int | None = None
+    relay_taps: (
+        tuple[Callable[[bytearray], None] | None, Callable[[bytearray], None] | None] | None
+    ) = None
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     inband: dict[str, _InbandTap] = field(default_factory=dict)  # side -> tone detector
     #: the call's application, told of each digit (the prompt test)
@@ -151,6 +159,7 @@ class MediaEngine:
         self.inband_dtmf = inband_dtmf
         #: what a leg on hold hears (None: the switch sends it nothing)
         self.moh = moh
+        self._supervising: dict[str, str] = {}  # supervisor's call -> the call it monitors
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -338,7 +347,7 @@ class MediaEngine:
         """Leg ``side`` is on hold (the other leg offered sendonly or inactive, RFC 3264
         §8.4): it hears music on hold instead of the other leg until :meth:`unhold`."""
         call = self._calls.get(call_id)
-        if call is None or call.relay is None or self.moh is None:
+        if call is None or call.relay is None or self.moh is None or call.monitor is not None:
             return
         endpoint, out = (call.a, call.out_a) if side == "a" else (call.b, call.out_b)
         if out is None or side in call.senders:
@@ -360,6 +369,101 @@ class MediaEngine:
             call.relay.to_a_on = True
         else:
             call.relay.to_b_on = True
+
+    # -- supervisors ----------------------------------------------------------------------------
+
+    def monitor(
+        self, call_id: str, supervisor_call: str, mode: SupervisorMode, agent_side: str
+    ) -> bool:
+        """Join ``supervisor_call`` (a call the switch answered, leg A only) to the live call
+        ``call_id`` in ``mode``; the agent is the leg ``agent_side``. The supervisor changes
+        mode with a digit: 1 listen, 2 whisper, 3 barge. False if either call cannot be used.
+        """
+        call = self._calls.get(call_id)
+        sup = self._calls.get(supervisor_call)
+        if (
+            call is None
+            or sup is None
+            or call.relay is None
+            or call.local
+            or supervisor_call in self._supervising
+            or sup.relay_started is not None
+        ):
+            return False
+        relay = call.relay
+        if call.monitor is None:
+            for side in list(call.senders):  # music on hold gives way to the mix
+                self._stop_sender(call, side)
+
+            def party(side: str) -> LegSender:
+                endpoint, out = (call.a, relay.to_a) if side == "a" else (call.b, relay.to_b)
+                pt = call.laws[0 if side == "a" else 1] if call.laws is not None else 0
+                return LegSender(endpoint, out, pt, _no_frame)
+
+            caller_side = "a" if agent_side == "b" else "b"
+            roles = {caller_side: "caller", agent_side: "agent"}
+            monitored = MonitoredCall(party(caller_side), party(agent_side), self.loop.time)
+            call.relay_taps = (relay.tap_a, relay.tap_b)
+            relay.tap_a = _chain([t for t in (relay.tap_a, monitored.feed(roles["a"])) if t])
+            relay.tap_b = _chain([t for t in (relay.tap_b, monitored.feed(roles["b"])) if t])
+            relay.to_a_on = relay.to_b_on = False
+            call.monitor = monitored
+            call.monitor_token = self.clock.subscribe(monitored.tick)
+        monitored = call.monitor
+        rewriter = StreamRewriter(sup.ssrc_a, secrets.randbits(15), secrets.randbits(32))
+        sup.out_a = rewriter
+        monitored.add(supervisor_call, LegSender(sup.a, rewriter, 0, _no_frame), mode)
+        self._supervising[supervisor_call] = call_id
+        feed = monitored.feed(supervisor_call)
+        detectors = [d for d in (sup.events.get("a"), sup.inband.get("a")) if d is not None]
+
+        def heard(packet: bytearray) -> None:
+            feed(packet)
+            now = self.loop.time()
+            for detector in detectors:
+                for digit in detector.feed(packet, now):
+                    self.digit(supervisor_call, "a", digit)
+
+        def switch_mode(side: str, digit: DtmfReceived) -> None:
+            new = _MODE_KEYS.get(digit.digit)
+            if new is not None and supervisor_call in monitored.modes:
+                monitored.set_mode(supervisor_call, new)
+                log.info("call %s: supervisor call %s now %s", call_id, supervisor_call, new.name)
+
+        sup.a.on_rtp = heard
+        sup.listener = switch_mode
+        sup.local = True
+        sup.relay_started = self.loop.time()
+        return True
+
+    def set_monitor_mode(self, supervisor_call: str, mode: SupervisorMode) -> bool:
+        call = self._calls.get(self._supervising.get(supervisor_call, ""))
+        if call is None or call.monitor is None or supervisor_call not in call.monitor.modes:
+            return False
+        call.monitor.set_mode(supervisor_call, mode)
+        return True
+
+    def _unmonitor(self, supervisor_call: str) -> None:
+        """The supervisor left: out of the mix, and the call back to a plain relay if it was
+        the last one."""
+        call = self._calls.get(self._supervising.pop(supervisor_call, ""))
+        if call is None or call.monitor is None:
+            return
+        if call.monitor.remove(supervisor_call):
+            self._end_monitor(call)
+
+    def _end_monitor(self, call: _CallMedia) -> None:
+        if call.monitor_token is not None:
+            self.clock.unsubscribe(call.monitor_token)
+        if call.relay is not None and call.relay_taps is not None:
+            call.relay.tap_a, call.relay.tap_b = call.relay_taps
+            call.relay.to_a_on = call.relay.to_b_on = True
+        if call.monitor is not None:
+            for supervisor in call.monitor.modes:
+                self._supervising.pop(supervisor, None)
+        call.monitor = None
+        call.monitor_token = None
+        call.relay_taps = None
 
     def on_hold(self, call_id: str, side: str) -> bool:
         call = self._calls.get(call_id)
@@ -426,6 +530,10 @@ class MediaEngine:
             self._idle.append(endpoint)
         for side in list(call.senders):
             self._stop_sender(call, side)
+        if call.monitor is not None:
+            self._end_monitor(call)
+        if call_id in self._supervising:
+            self._unmonitor(call_id)
         if call.recording is not None:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)
@@ -500,6 +608,17 @@ class MediaEngine:
         if call.recording is not None:
             report["recording"] = str(call.recording.path)
         return report
+
+
+_MODE_KEYS = {
+    "1": SupervisorMode.LISTEN,
+    "2": SupervisorMode.WHISPER,
+    "3": SupervisorMode.BARGE,
+}
+
+
+def _no_frame() -> None:
+    return None
 
 
 def _payload_maps(call: _CallMedia) -> tuple[PayloadMap, PayloadMap]:

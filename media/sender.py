@@ -44,9 +44,15 @@ class LegSender:
     ) -> None:
         self.endpoint = endpoint
         self.rewriter = rewriter
+        self.payload_type = 0
+        self.encode: Callable[[Samples], npt.NDArray[np.uint8]] = _ENCODERS[0]
+        self.set_payload_type(payload_type)
+        self.source = source
+
+    def set_payload_type(self, payload_type: int) -> None:
+        """Send in this G.711 law from now on (PCMU for anything else)."""
         self.payload_type = payload_type if payload_type in _ENCODERS else 0
         self.encode = _ENCODERS[self.payload_type]
-        self.source = source
 
     def send(self, frame: Samples) -> None:
         """Encode one frame and send it as the switch's next packet toward the leg."""

@@ -155,6 +155,8 @@ def build_engine(
             for number, app in ((s.media.echo_test, "echo"), (s.media.prompt_test, "prompt"))
             if number is not None and media is not None
         },
+        supervise_codes=s.supervision.codes() if media is not None else {},
+        supervisors=s.supervision.supervisors,
     )
 
 

@@ -544,6 +544,46 @@ class Logging(_Section):
 # the whole file
 
 
+class Supervision(_Section):
+    """Feature codes with which a supervisor joins an extension's live call: the code, then
+    the extension (``*511002``: listen to the call of 1002). During the call the supervisor
+    presses 1 to listen, 2 to whisper (heard by the agent only), 3 to barge in."""
+
+    listen: Text | None = "*51"
+    """Listen: hears both parties, heard by neither (null: no such code)."""
+    whisper: Text | None = "*52"
+    """Whisper: hears both parties, heard by the agent (the extension dialled) only."""
+    barge: Text | None = "*53"
+    """Barge: hears and is heard by both parties."""
+    supervisors: tuple[Text, ...] = ()
+    """SIP users allowed to use the codes; empty: nobody."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Supervision:
+        seen: dict[str, str] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name in ("listen", "whisper", "barge"):
+            code = getattr(self, name)
+            if code is None:
+                continue
+            clash = next((other for c, other in seen.items() if code.startswith(c)), None)
+            clash = clash or next((o for c, o in seen.items() if c.startswith(code)), None)
+            if clash is not None:
+                problems.append(((name,), f'"{code}" overlaps the {clash} code'))
+            seen[code] = name
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+    def codes(self) -> dict[str, str]:
+        """Feature code -> mode, for the codes in use."""
+        return {
+            code: name
+            for name in ("listen", "whisper", "barge")
+            if (code := getattr(self, name)) is not None
+        }
+
+
 class Settings(_Section):
     """Settings of one softswitch process."""
 
@@ -568,6 +608,8 @@ class Settings(_Section):
     """Call handling limits."""
     media: Media = Field(default_factory=Media)
     """RTP anchoring."""
+    supervision: Supervision = Field(default_factory=Supervision)
+    """Supervisors listening to, whispering into and barging in on live calls."""
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 
@@ -584,6 +626,18 @@ class Settings(_Section):
             if j != i:
                 problems.append(((i, "username"), f'duplicate username "{name}" (also users[{j}])'))
         return validate_with_rules(handler, value, problems)
+
+    @model_validator(mode="after")
+    def _known_supervisors(self) -> Settings:
+        names = {user.username for user in self.users}
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            (("supervision", "supervisors", i), f'unknown user "{name}"')
+            for i, name in enumerate(self.supervision.supervisors)
+            if name not in names
+        ]
+        if problems:
+            raise rule_violation(*problems)
+        return self
 
     @cached_property
     def users_by_name(self) -> Mapping[str, User]:

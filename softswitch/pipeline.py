@@ -11,7 +11,7 @@ to send, and re-arms one timer from ``next_deadline``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from softswitch.b2bua.service import ALLOW, B2bua
@@ -85,6 +85,8 @@ class SipEngine:
         on_bindings_changed: Callable[[BindingsChanged], None] = lambda c: None,
         wall_clock: Callable[[], float],
         local_numbers: Mapping[str, str] | None = None,
+        supervise_codes: Mapping[str, str] | None = None,
+        supervisors: Iterable[str] = (),
     ) -> None:
         self.layer = layer
         self.accounts = accounts
@@ -97,6 +99,9 @@ class SipEngine:
         self.wall_clock = wall_clock
         #: numbers the switch answers itself: number -> "echo" or "prompt"
         self.local_numbers = dict(local_numbers or {})
+        #: feature code -> "listen" / "whisper" / "barge", followed by an extension
+        self.supervise_codes = dict(supervise_codes or {})
+        self.supervisors = frozenset(supervisors)
         #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
@@ -378,6 +383,13 @@ class SipEngine:
         if app is not None and callee is not None:
             self.b2bua.answer_local(event, user, callee, app, now)
             return
+        for code, mode in self.supervise_codes.items():
+            if callee is not None and callee.startswith(code) and len(callee) > len(code):
+                if user not in self.supervisors:
+                    self._reply(event, 403, "Supervisors Only", now=now)
+                    return
+                self.b2bua.supervise(event, user, callee, callee[len(code) :], mode, now)
+                return
         if callee is None or callee not in self.accounts:
             self._reply(event, 404, now=now)
             return

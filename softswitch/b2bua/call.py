@@ -90,6 +90,8 @@ class Call:
     #: the laws of legs A and B while the switch translates between them (None: same codec)
     laws: tuple[str, str] | None = None
     b_pt: int | None = None  # the G.711 payload type the callee's answer settled on
+    supervisors: set[str] = field(default_factory=set)  # supervisor calls on this one
+    monitors: str | None = None  # for a supervisor's call: the call it monitors
 
     def move(self, new: CallState) -> None:
         if new is self.state:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from media.dtmf import DtmfReceived, parse_dtmf_relay
 from media.engine import PortsExhausted
+from media.mixer import SupervisorMode
 from softswitch.b2bua.call import Call, CallState, Leg, LegState
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.dialog import Dialog
@@ -91,6 +92,10 @@ class MediaControl(Protocol):
     def digit(self, call_id: str, side: str, digit: DtmfReceived) -> None: ...
 
     def hold(self, call_id: str, side: str, payload_type: int) -> None: ...
+
+    def monitor(
+        self, call_id: str, supervisor_call: str, mode: SupervisorMode, agent_side: str
+    ) -> bool: ...
 
     def unhold(self, call_id: str, side: str) -> None: ...
 
@@ -261,11 +266,40 @@ class B2bua:
         self._arm(call, call.ring_deadline)
         log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
 
+    def supervise(
+        self,
+        event: RequestReceived,
+        caller: str,
+        number: str,
+        extension: str,
+        mode: str,
+        now: float,
+    ) -> None:
+        """A supervisor dialled a feature code and an extension: join the live call of that
+        extension in ``mode`` ("listen", "whisper" or "barge"; digits 1-3 change it later)."""
+        target = next(
+            (
+                c
+                for c in self.calls.values()
+                if c.state in (CallState.ANSWERED, CallState.CONFIRMED)
+                and c.b is not None
+                and extension in (c.callee, c.caller)
+                and c.monitors is None
+            ),
+            None,
+        )
+        if target is None or target.ports is None:
+            self._reply(now, event.key, event.request, 404, "No Call To Monitor")
+            return
+        agent_side = "b" if target.callee == extension else "a"
+        self.answer_local(event, caller, number, f"monitor:{target.id}:{agent_side}:{mode}", now)
+
     def answer_local(
         self, event: RequestReceived, caller: str, number: str, app: str, now: float
     ) -> None:
-        """The switch answers itself: ``app`` is "echo" (the caller's audio sent back) or
-        "prompt" (a prompt, then a tone for each digit: ``prompt_audio`` is what it plays)."""
+        """The switch answers itself: ``app`` is "echo" (the caller's audio sent back),
+        "prompt" (a prompt, then a tone for each digit: ``prompt_audio`` is what it plays) or
+        "monitor:<call>:<agent side>:<mode>" (a supervisor joins a live call)."""
         req = event.request
         if self.media is None or not req.body or req.content_type != "application/sdp":
             self._reply(now, event.key, req, 488, "This Number Needs An SDP Offer")
@@ -300,6 +334,18 @@ class B2bua:
         )
         if app == "echo":
             self.media.echo(call.id)
+        elif app.startswith("monitor:"):
+            _, target_id, agent_side, mode = app.split(":")
+            target = self.calls.get(target_id)
+            if target is None or not self.media.monitor(
+                target_id, call.id, SupervisorMode[mode.upper()], agent_side
+            ):
+                self.media.release(call.id)
+                self._reply(now, event.key, req, 404, "No Call To Monitor")
+                return
+            target.supervisors.add(call.id)
+            call.monitors = target_id
+            app = f"supervisor ({mode}) of call {target_id}"
         else:
             self.media.prompt_test(call.id, chosen.payload_type, self.prompt_audio)
         a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
@@ -324,7 +370,8 @@ class B2bua:
         call.answered_by = app
         call.move(CallState.ANSWERED)
         self.layer.respond(event.key, ok, now)
-        log.info("call %s: %s on the %s test (%s)", call.id, caller, app, number)
+        what = app if app.startswith("supervisor") else f"{app} test"
+        log.info("call %s: %s on the %s (%s)", call.id, caller, what, number)
 
     def _send_fork(
         self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float
@@ -733,6 +780,8 @@ class B2bua:
         for leg in call.legs():
             if leg is not skip and leg.state is LegState.UP:
                 self._send_bye(leg, now)
+        for supervisor in list(call.supervisors):  # nothing left to monitor
+            self.hangup(supervisor, "the monitored call ended", now)
         self._maybe_finish(call)
 
     def _send_bye(self, leg: Leg, now: float) -> None:
@@ -777,6 +826,10 @@ class B2bua:
         if call.answered_at is not None:
             duration = f", answered {call.answered_at - call.created:.1f} s after start"
         log.info("call %s ended: %s%s", call.id, call.end_cause or "normal", duration)
+        if call.monitors is not None:
+            target = self.calls.get(call.monitors)
+            if target is not None:
+                target.supervisors.discard(call.id)
         if self.on_call_ended is not None:
             try:
                 self.on_call_ended(call, media_report)
