@@ -29,6 +29,7 @@ from media.monitor import MonitoredCall
 from media.player import MusicOnHold
 from media.recorder import RecordingOptions
 from media.rtp.packet import payload_bounds
+from media.rtp.quality import estimate_mos
 from media.rtp.rewrite import StreamRewriter
 from media.rtp.session import RtpSession, RtpSessionStats
 from media.sender import FrameQueue, LegSender
@@ -671,6 +672,15 @@ def _leg_report(endpoint: RtpEndpoint) -> dict[str, object]:
             rtcp_sent=stats.rtcp_sent,
             rtcp_received=stats.rtcp_received,
             remote_cname=stats.remote_cname,
+            # the worse direction: what the leg sends us, or what it reports of our stream
+            mos=round(
+                estimate_mos(
+                    stats.rtt_ms,
+                    max(stats.jitter_ms, stats.remote_jitter_ms or 0.0),
+                    max(stats.fraction_lost, stats.remote_fraction_lost or 0.0),
+                ),
+                2,
+            ),
         )
     return out
 

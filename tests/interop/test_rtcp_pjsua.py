@@ -64,6 +64,7 @@ def test_each_leg_gets_rtcp_reports_from_the_switch(
         assert leg["rtt_ms"] is not None and 0 <= leg["rtt_ms"] < 200, str(live["media"])
         assert leg["packets_in"] > 200 and leg["packets_lost"] == 0, live
         assert leg["jitter_ms"] < 20 and leg["remote_packets_lost"] == 0, live
+        assert 4.3 < leg["mos"] <= 4.5, live  # a clean loopback G.711 leg
     held, doc = switch.wait_idle()
     assert held, doc
     # and its detail record keeps them once the call is over
