@@ -230,6 +230,7 @@ class Switch:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._watch: asyncio.Task[None] | None = None
+        self._purge: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.started = time.time()
 
@@ -299,6 +300,17 @@ class Switch:
         task = asyncio.ensure_future(self._write_cdr(record))
         self._cdr_writes.add(task)
         task.add_done_callback(self._cdr_writes.discard)
+
+    async def _purge_records(self, keep: float, every: float = 86400.0) -> None:
+        """Drop call detail records older than ``keep`` seconds, now and then daily."""
+        while True:
+            try:
+                dropped = await self.cdrs.purge(time.time() - keep)
+                if dropped:
+                    log.info("purged %d call detail record(s) past retention", dropped)
+            except Exception:
+                log.exception("purging old call detail records failed")
+            await asyncio.sleep(every)
 
     async def _write_cdr(self, record: CallRecord) -> None:
         try:
@@ -381,6 +393,10 @@ class Switch:
         s = self.settings
         await self.store.open()
         await self.cdrs.open()
+        if s.calls.record_retention_days > 0:
+            self._purge = asyncio.ensure_future(
+                self._purge_records(s.calls.record_retention_days * 86400.0)
+            )
         restored = self.bindings.load(await self.store.load_all(), time.time())
         if restored:
             log.info("restored %d registration(s) from %s", len(restored), self.store.path)
@@ -459,6 +475,8 @@ class Switch:
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self._purge is not None:
+            self._purge.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_task is not None:

@@ -529,6 +529,8 @@ class Calls(_Section):
     """Seconds established calls may continue after SIGTERM before they are hung up."""
     max_calls: Integer = Field(default=10000, ge=1)
     """Most simultaneous calls; more are refused with 503."""
+    record_retention_days: Integer = Field(default=365, ge=0)
+    """Days a call detail record is kept (purged at start-up and daily); 0 keeps them all."""
 
 
 class Logging(_Section):

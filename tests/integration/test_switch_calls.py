@@ -496,3 +496,40 @@ async def test_hold_and_resume_by_reinvite_through_the_anchor(switch: Switch, ne
     alice_rtp.send(to_switch, 6, b"\x33" * 160)
     heard = await bob_rtp.recv()
     assert heard.payload == b"\x33" * 160
+
+
+async def test_a_call_leaves_a_detail_record_and_old_records_are_purged(
+    tmp_path: Path, net: RealNet
+) -> None:
+    import time
+
+    from softswitch.storage.cdr import CallRecord
+    from softswitch.storage.sqlite import SqliteCdrStore
+
+    listeners = (Listener(transport="udp", address="127.0.0.1", port=0),)
+    settings = make_settings(tmp_path, listeners)
+    old = CallRecord("old", "1001", None, "1002", 1.0, None, 2.0, 487, "cancelled")
+    async with SqliteCdrStore(settings.registrar.binding_store) as store:
+        await store.add(old)  # from long before the retention period
+    sw = Switch(settings)
+    await sw.start()
+    try:
+        c = await anchored_call(sw, net)
+        for seq in range(1, 11):
+            c.alice_rtp.send(c.to_switch_from_alice, seq, b"\x11" * 160)
+            await c.bob_rtp.recv()
+        call_id = next(iter(sw.b2bua.calls))
+        live = sw.live_call(call_id)
+        assert live is not None and live["caller"] == "1001" and live["state"] == "confirmed"
+        c.alice.hangup()
+        await net.until(lambda: not sw.b2bua.calls)
+        await asyncio.gather(*sw._cdr_writes)
+        record = await sw.cdrs.get(call_id)
+        assert record is not None
+        assert (record.caller, record.callee, record.status) == ("1001", "1002", 200)
+        assert record.cause == "caller hung up" and record.answered is not None
+        assert record.started <= record.answered <= record.ended <= time.time()
+        assert record.media["a"]["packets_in"] == 10 and record.media["b"]["packets_out"] == 10
+        assert await sw.cdrs.get("old") is None  # purged at start-up
+    finally:
+        await sw.stop()
