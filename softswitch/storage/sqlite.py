@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import (
     Column,
@@ -112,12 +112,42 @@ def _row(binding: Binding) -> dict[str, Any]:
     }
 
 
-class SqliteBindingStore:
-    """:class:`~softswitch.storage.protocols.BindingStore` in a SQLite file.
+async def _open_engine(path: str, tables: Sequence[Table]) -> AsyncEngine:
+    """An engine on ``path`` whose connections get the store pragmas, with ``tables`` created.
 
-    ``await store.open()`` (or ``async with``) creates the table if needed; ``close()`` disposes
-    of the connections. The file survives restarts; bindings are upserted by ``(aor, contact)``.
+    Every store uses the same pragmas, so stores sharing a file agree on them.
     """
+    url = URL.create("sqlite+aiosqlite", database=path)
+    if path == _MEMORY:
+        engine = create_async_engine(url, poolclass=StaticPool)
+    else:
+        engine = create_async_engine(url)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if path != _MEMORY:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+        finally:
+            cursor.close()
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all, tables=list(tables))
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+class _SqliteStore:
+    """What every SQLite store shares: the file, its engine (WAL, one pragma set, see
+    :func:`_open_engine`), ``open``/``close`` and ``async with``; a store names its tables."""
+
+    _tables: tuple[Table, ...] = ()
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
@@ -128,35 +158,11 @@ class SqliteBindingStore:
         return self._path
 
     async def open(self) -> None:
-        """Connect, switch a file database to WAL mode and create the table if missing."""
-        if self._engine is not None:
-            return
-        url = URL.create("sqlite+aiosqlite", database=self._path)
-        if self._path == _MEMORY:
-            # One shared connection, or every checkout would see a fresh, empty database.
-            engine = create_async_engine(url, poolclass=StaticPool)
-        else:
-            engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", self._on_connect)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except BaseException:
-            await engine.dispose()
-            raise
-        self._engine = engine
+        """Connect, switch a file database to WAL mode and create the tables if missing."""
+        if self._engine is None:
+            self._engine = await _open_engine(self._path, self._tables)
 
-    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            if self._path != _MEMORY:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
-        finally:
-            cursor.close()
-
-    async def __aenter__(self) -> SqliteBindingStore:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -170,8 +176,24 @@ class SqliteBindingStore:
 
     def _require(self) -> AsyncEngine:
         if self._engine is None:
-            raise RuntimeError("SqliteBindingStore is not open (call await store.open())")
+            name = type(self).__name__
+            raise RuntimeError(f"{name} is not open (call await store.open())")
         return self._engine
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+
+class SqliteBindingStore(_SqliteStore):
+    """:class:`~softswitch.storage.protocols.BindingStore` in a SQLite file.
+
+    ``await store.open()`` (or ``async with``) creates the table if needed; ``close()`` disposes
+    of the connections. The file survives restarts; bindings are upserted by ``(aor, contact)``.
+    """
+
+    _tables = (bindings_table,)
 
     async def journal_mode(self) -> str:
         """The database's journal mode (``"wal"`` for a file, ``"memory"`` for ``:memory:``)."""
@@ -212,11 +234,6 @@ class SqliteBindingStore:
         async with self._require().begin() as conn:
             await conn.execute(_DELETE, [{"key_aor": a, "key_contact": c} for a, c in keys])
 
-    async def close(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
-
 
 # --------------------------------------------------------------------------------------------
 # call detail records
@@ -244,37 +261,6 @@ call_records_table = Table(
 )
 
 _NEWEST_FIRST = (call_records_table.c.ended.desc(), call_records_table.c.id.desc())
-
-
-async def _open_engine(path: str, tables: Sequence[Table]) -> AsyncEngine:
-    """An engine on ``path`` whose connections get the store pragmas, with ``tables`` created.
-
-    The same pragmas as :class:`SqliteBindingStore`, so stores sharing a file agree on them.
-    """
-    url = URL.create("sqlite+aiosqlite", database=path)
-    if path == _MEMORY:
-        engine = create_async_engine(url, poolclass=StaticPool)
-    else:
-        engine = create_async_engine(url)
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            if path != _MEMORY:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
-        finally:
-            cursor.close()
-
-    event.listen(engine.sync_engine, "connect", on_connect)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all, tables=list(tables))
-    except BaseException:
-        await engine.dispose()
-        raise
-    return engine
 
 
 def _media_json(record: CallRecord) -> str:
@@ -327,7 +313,7 @@ def _call_record(row: Row[Any]) -> CallRecord:
     )
 
 
-class SqliteCdrStore:
+class SqliteCdrStore(_SqliteStore):
     """:class:`~softswitch.storage.protocols.CdrStore` in a SQLite file.
 
     ``await store.open()`` (or ``async with``) creates the ``call_records`` table and its
@@ -336,35 +322,7 @@ class SqliteCdrStore:
     :meth:`purge` (the retention the switch schedules).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = os.fspath(path)
-        self._engine: AsyncEngine | None = None
-
-    @property
-    def path(self) -> str:
-        return self._path
-
-    async def open(self) -> None:
-        """Connect, switch a file database to WAL mode and create the table if missing."""
-        if self._engine is None:
-            self._engine = await _open_engine(self._path, [call_records_table])
-
-    async def __aenter__(self) -> SqliteCdrStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def _require(self) -> AsyncEngine:
-        if self._engine is None:
-            raise RuntimeError("SqliteCdrStore is not open (call await store.open())")
-        return self._engine
+    _tables = (call_records_table,)
 
     async def add(self, record: CallRecord) -> None:
         media = _media_json(record)
@@ -420,8 +378,3 @@ class SqliteCdrStore:
         async with self._require().begin() as conn:
             result = await conn.execute(stmt)
         return int(result.rowcount)
-
-    async def close(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()

@@ -219,3 +219,29 @@ class UserAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def call_between(
+    switch: Any,
+    agents: Any,
+    caller: str = "1001",
+    callee: str = "1002",
+    *,
+    codecs: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+) -> tuple[UserAgent, int, UserAgent, int]:
+    """Register ``caller`` and ``callee`` (user agents made by the ``user_agents`` fixture) on
+    ``switch`` and set up a confirmed call between them: (caller's agent, its call, callee's
+    agent, its call). ``codecs``: the only codecs each side may use."""
+    a: UserAgent = agents(caller)
+    b: UserAgent = agents(callee)
+    if codecs is not None:
+        assert a.codecs(*codecs[0]) and b.codecs(*codecs[1])
+    for agent, user in ((a, caller), (b, callee)):
+        code = agent.register(user, switch.users[user], switch.address, switch.domain)
+        assert code == 200, f"{user} registration: {code}"
+    outgoing = a.call(caller, f"sip:{callee}@{switch.domain}")
+    incoming = int(b.wait_incoming(callee, timeout=10)["call"])
+    b.answer(incoming, 200)
+    a.wait_state(outgoing, "CONFIRMED", timeout=10)
+    b.wait_state(incoming, "CONFIRMED", timeout=10)
+    return a, outgoing, b, incoming

@@ -17,7 +17,7 @@ import pytest
 
 from media.dtmf import GoertzelDetector
 from media.player import load_prompt, resample
-from tests.interop.pjua import UserAgent
+from tests.interop.pjua import UserAgent, call_between
 from tests.interop.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,23 +50,15 @@ def dominant_hz(path: Path, own_hz: float) -> tuple[float, float]:
 def test_each_side_hears_the_other(
     switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
 ) -> None:
-    alice = user_agents("1001")
-    bob = user_agents("1002")
-    for agent, user in ((alice, "1001"), (bob, "1002")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)
-    bob.answer(incoming["call"], 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    alice, outgoing, bob, incoming = call_between(switch, user_agents)
     heard_by_alice = tmp_path / "alice.wav"
     heard_by_bob = tmp_path / "bob.wav"
     alice.media_start(outgoing, 440, str(heard_by_alice))
-    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    bob.media_start(incoming, 1000, str(heard_by_bob))
     alice.wait_state(outgoing, "CONFIRMED", timeout=3)  # pumps alice's events
     time.sleep(3.0)
     alice.media_stop(outgoing)
-    bob.media_stop(incoming["call"])
+    bob.media_stop(incoming)
     health = switch.health()
     alice.hangup(outgoing)
     alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
@@ -141,25 +133,17 @@ def test_pcmu_phone_talks_to_pcma_phone_through_the_switch(
 ) -> None:
     """The caller has only mu-law, the callee only A-law: the switch offers the callee both
     laws, answers the caller in its own law and translates between them in the relay."""
-    alice = user_agents("1001")
-    bob = user_agents("1002")
-    assert alice.codecs("PCMU/8000") == ["PCMU/8000/1"]
-    assert bob.codecs("PCMA/8000") == ["PCMA/8000/1"]
-    for agent, user in ((alice, "1001"), (bob, "1002")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)
-    bob.answer(incoming["call"], 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    alice, outgoing, bob, incoming = call_between(
+        switch, user_agents, codecs=(("PCMU/8000",), ("PCMA/8000",))
+    )
     heard_by_alice = tmp_path / "alice.wav"
     heard_by_bob = tmp_path / "bob.wav"
     alice.media_start(outgoing, 440, str(heard_by_alice))
-    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    bob.media_start(incoming, 1000, str(heard_by_bob))
     alice.wait_state(outgoing, "CONFIRMED", timeout=3)
     time.sleep(2.5)
     alice.media_stop(outgoing)
-    bob.media_stop(incoming["call"])
+    bob.media_stop(incoming)
     alice.hangup(outgoing)
     alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
     # a law mix-up would be loud noise, not the other side's tone 20 dB above the own one
@@ -182,18 +166,10 @@ def test_a_held_party_hears_music_on_hold_then_the_other_party_again(
 ) -> None:
     """The caller holds the callee: the callee hears the shipped music on hold, not the
     caller's tone; after the caller resumes, the callee hears the caller again."""
-    alice = user_agents("1001")
-    bob = user_agents("1002")
-    for agent, user in ((alice, "1001"), (bob, "1002")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)
-    bob.answer(incoming["call"], 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    alice, outgoing, bob, incoming = call_between(switch, user_agents)
     heard_by_bob = tmp_path / "bob.wav"
     alice.media_start(outgoing, 440, str(tmp_path / "alice.wav"))
-    bob.media_start(incoming["call"], 1000, str(heard_by_bob))
+    bob.media_start(incoming, 1000, str(heard_by_bob))
     marks = [time.monotonic()]
     time.sleep(1.5)
     alice.hold(outgoing)
@@ -203,7 +179,7 @@ def test_a_held_party_hears_music_on_hold_then_the_other_party_again(
     marks.append(time.monotonic())
     time.sleep(1.5)
     alice.media_stop(outgoing)
-    bob.media_stop(incoming["call"])
+    bob.media_stop(incoming)
     alice.hangup(outgoing)
     alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
     assert "the callee is on hold" in switch.stderr_text()

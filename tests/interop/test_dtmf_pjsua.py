@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.pjua import UserAgent
+from tests.interop.pjua import UserAgent, call_between
 from tests.interop.servers import ServerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
@@ -38,19 +38,6 @@ def wait_reports(switch: ServerProcess, since: int, count: int, timeout: float =
             return found
         time.sleep(0.1)
     return reported(switch, since)
-
-
-def call_between(switch: ServerProcess, agents: Callable[[str], UserAgent]) -> tuple:
-    alice = agents("1001")
-    bob = agents("1002")
-    for agent, user in ((alice, "1001"), (bob, "1002")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)
-    bob.answer(incoming["call"], 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
-    return alice, outgoing, bob, incoming["call"]
 
 
 def test_sip_info_digits_reach_the_prompt_test(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.pjua import UserAgent
+from tests.interop.pjua import UserAgent, call_between
 from tests.interop.servers import ServerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
@@ -18,17 +18,9 @@ pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 def test_each_leg_gets_rtcp_reports_from_the_switch(
     switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: object
 ) -> None:
-    alice = user_agents("1001")
-    bob = user_agents("1002")
-    for agent, user in ((alice, "1001"), (bob, "1002")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)
-    bob.answer(incoming["call"], 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming["call"], "CONFIRMED", timeout=10)
+    alice, outgoing, bob, incoming = call_between(switch, user_agents)
     alice.media_start(outgoing, 440, str(tmp_path) + "/a.wav")
-    bob.media_start(incoming["call"], 1000, str(tmp_path) + "/b.wav")
+    bob.media_start(incoming, 1000, str(tmp_path) + "/b.wav")
     # pjmedia and the switch each report every 5 s x [0.5, 1.5): usually within 12 s both have
     # sent and answered at least one sender report
     stats: dict[str, dict[str, object]] = {}
@@ -38,7 +30,7 @@ def test_each_leg_gets_rtcp_reports_from_the_switch(
         time.sleep(1.0)
         stats = {
             "alice": alice.stream_stat(outgoing),
-            "bob": bob.stream_stat(incoming["call"]),
+            "bob": bob.stream_stat(incoming),
         }
         (live,) = switch.api("/api/calls")["calls"]
         legs = (live["media"]["a"], live["media"]["b"])
@@ -47,7 +39,7 @@ def test_each_leg_gets_rtcp_reports_from_the_switch(
         ):
             break
     alice.media_stop(outgoing)
-    bob.media_stop(incoming["call"])
+    bob.media_stop(incoming)
     alice.hangup(outgoing)
     alice.wait_state(outgoing, "DISCONNECTED", timeout=10)
     for who, stat in stats.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.interop.pjua import PjuaError, UserAgent
+from tests.interop.pjua import PjuaError, UserAgent, call_between
 from tests.interop.servers import ServerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
@@ -33,14 +33,9 @@ def shares(path: Path, *hz: float) -> list[float]:
 def test_supervisor_whispers_to_the_agent_only(
     switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
 ) -> None:
-    alice, bob, dave = user_agents("1001"), user_agents("1002"), user_agents("1004")
-    for agent, user in ((alice, "1001"), (bob, "1002"), (dave, "1004")):
-        assert agent.register(user, switch.users[user], switch.address, switch.domain) == 200
-    outgoing = alice.call("1001", f"sip:1002@{switch.domain}")
-    incoming = bob.wait_incoming("1002", timeout=10)["call"]
-    bob.answer(incoming, 200)
-    alice.wait_state(outgoing, "CONFIRMED", timeout=10)
-    bob.wait_state(incoming, "CONFIRMED", timeout=10)
+    alice, outgoing, bob, incoming = call_between(switch, user_agents)
+    dave = user_agents("1004")
+    assert dave.register("1004", switch.users["1004"], switch.address, switch.domain) == 200
     alice.media_start(outgoing, 440, str(tmp_path / "alice.wav"))
     bob.media_start(incoming, 1000, str(tmp_path / "bob.wav"))
     whisper = dave.call("1004", f"sip:*521002@{switch.domain}")
