@@ -14,7 +14,7 @@ import secrets
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode,
 from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
 from media.mixer import SupervisorMode
 from media.monitor import MonitoredCall
-from media.player import MusicOnHold
+from media.player import MusicOnHold, Playback
 from media.recorder import RecordingOptions
 from media.rtp.packet import payload_bounds
 from media.rtp.quality import estimate_mos
@@ -82,8 +82,12 @@ class _CallMedia:
     ) = None
     events: dict[str, _EventTap] = field(default_factory=dict)  # side -> RFC 4733 receiver
     inband: dict[str, _InbandTap] = field(default_factory=dict)  # side -> tone detector
-    #: the call's application, told of each digit (the prompt test)
+    #: the call's application, told of each digit (the prompt test, an IVR session)
     listener: Callable[[str, DtmfReceived], None] | None = None
+    #: what an IVR session is playing to leg A, if anything
+    playback: Playback | None = None
+    #: ends the current playback at once (its on_done called), for a playback replaced
+    finish_playback: Callable[[], None] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -161,6 +165,7 @@ class MediaEngine:
         #: what a leg on hold hears (None: the switch sends it nothing)
         self.moh = moh
         self._supervising: dict[str, str] = {}  # supervisor's call -> the call it monitors
+        self._local_pt: dict[str, int] = {}  # local (IVR) calls -> the payload type of leg A
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -470,6 +475,90 @@ class MediaEngine:
         call = self._calls.get(call_id)
         return call is not None and call.relay is not None and side in call.senders
 
+    # -- the switch as the far end: IVR sessions ---------------------------------------------------
+
+    def attach_local(
+        self,
+        call_id: str,
+        payload_type: int,
+        listener: Callable[[str, DtmfReceived], None] | None = None,
+    ) -> None:
+        """The switch itself answers leg A (an IVR session): digits from the leg, however sent,
+        go to ``listener``; :meth:`play` sends it prompts in ``payload_type`` (0 or 8)."""
+        call = self._calls.get(call_id)
+        if call is None or call.relay_started is not None:
+            return
+        call.out_a = StreamRewriter(call.ssrc_a, secrets.randbits(15), secrets.randbits(32))
+        call.listener = listener
+        call.local = True
+        call.relay_started = self.loop.time()
+        call.a.on_rtp = self._leg_detectors(call_id, call, "a")
+        self._local_pt[call_id] = payload_type
+
+    def play(
+        self,
+        call_id: str,
+        prompts: Sequence[np.ndarray],
+        *,
+        barge_in: bool = False,
+        on_done: Callable[[str | None], None] | None = None,
+    ) -> bool:
+        """Play ``prompts`` (8 kHz int16) to leg A of a local call, replacing what was playing.
+
+        ``on_done`` is called once: with the digit that stopped the playback (barge-in), or
+        None when it ran out or was stopped. False if the call is not a local one.
+        """
+        call = self._calls.get(call_id)
+        out = call.out_a if call is not None else None
+        if call is None or out is None or call_id not in self._local_pt:
+            return False
+        if call.finish_playback is not None:
+            call.finish_playback()  # the one playing is replaced
+        playback = Playback(list(prompts), barge_in=barge_in)
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            if call.playback is playback:
+                call.playback = call.finish_playback = None
+                self._stop_sender(call, "a")
+            if on_done is not None:
+                on_done(playback.stopped_by_digit)
+
+        def frames() -> np.ndarray | None:
+            frame = playback.read_frame()
+            if frame is None:
+                finish()
+            return frame
+
+        call.playback = playback
+        call.finish_playback = finish
+
+        self._start_sender(call, "a", LegSender(call.a, out, self._local_pt[call_id], frames))
+        return True
+
+    def stop_playback(self, call_id: str) -> None:
+        """Stop what leg A hears; the playback's ``on_done`` gets None at the next tick."""
+        call = self._calls.get(call_id)
+        if call is not None and call.playback is not None:
+            call.playback.stop()
+
+    def _leg_detectors(
+        self, call_id: str, call: _CallMedia, side: str
+    ) -> Callable[[bytearray], None]:
+        detectors = [d for d in (call.events.get(side), call.inband.get(side)) if d is not None]
+
+        def heard(packet: bytearray) -> None:
+            now = self.loop.time()
+            for detector in detectors:
+                for digit in detector.feed(packet, now):
+                    self.digit(call_id, side, digit)
+
+        return heard
+
     def _digit_tap(
         self, call_id: str, side: str, detector: _EventTap | _InbandTap
     ) -> Callable[[bytearray], None]:
@@ -484,7 +573,11 @@ class MediaEngine:
         the switch and to the call's application."""
         self.on_digit(call_id, side, digit)
         call = self._calls.get(call_id)
-        if call is not None and call.listener is not None:
+        if call is None:
+            return
+        if call.playback is not None and side == "a":
+            call.playback.on_digit(digit.digit)  # barge-in, if the playback allows it
+        if call.listener is not None:
             call.listener(side, digit)
 
     def _rtcp_tick(self) -> None:
@@ -535,6 +628,9 @@ class MediaEngine:
             self._end_monitor(call)
         if call_id in self._supervising:
             self._unmonitor(call_id)
+        self._local_pt.pop(call_id, None)
+        if call.finish_playback is not None:
+            call.finish_playback()  # the caller hung up during a prompt
         if call.recording is not None:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)

@@ -338,3 +338,54 @@ async def test_engine_reports_rfc4733_digits_of_a_relayed_call_once() -> None:
     ]
     got = await _digits_through_engine(101, packets)
     assert got == [("a", "4", "rfc4733")]
+
+
+async def test_engine_plays_prompts_to_a_local_call_with_barge_in() -> None:
+    import numpy as np
+
+    from media.codecs.g711 import ULAW_DECODE_TABLE
+    from media.dtmf import Rfc4733Sender
+    from media.engine import MediaEngine
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 3))
+    caller = Phone()
+    heard_digits: list[str] = []
+    try:
+        a_port, _ = engine.allocate("ivr")
+        await asyncio.sleep(0.05)
+        engine.set_remote("ivr", "a", *caller.addr, events_pt=101)
+        engine.attach_local("ivr", 0, lambda side, d: heard_digits.append(d.digit))
+        tone = np.round(8000 * np.sin(2 * np.pi * 700 * np.arange(2400) / 8000)).astype(np.int16)
+        done: asyncio.Future[str | None] = loop.create_future()
+        assert engine.play("ivr", [tone, tone], on_done=done.set_result)
+        assert await asyncio.wait_for(done, 2.0) is None  # 0.6 s, played out
+        received = []
+        while True:
+            try:
+                packet, _ = await caller.recv(timeout=0.05)
+            except TimeoutError:
+                break
+            received.append(packet)
+        assert len(received) == 30 and all(p.payload_type == 0 for p in received)
+        samples = ULAW_DECODE_TABLE[np.frombuffer(b"".join(p.payload for p in received), np.uint8)]
+        assert np.corrcoef(samples[:2400], tone)[0, 1] > 0.99
+        # a long prompt with barge-in: the caller's digit stops it and reaches the listener
+        stopped: asyncio.Future[str | None] = loop.create_future()
+        assert engine.play("ivr", [tone] * 20, barge_in=True, on_done=stopped.set_result)
+        await asyncio.sleep(0.2)
+        for i, event in enumerate(Rfc4733Sender().packets("5", 100)):
+            packet = RtpPacket(101, 50 + i, 8000, 7, marker=event.marker, payload=event.payload)
+            caller.sock.sendto(bytes(packet), ("127.0.0.1", a_port))
+        assert await asyncio.wait_for(stopped, 1.0) == "5"
+        assert heard_digits == ["5"]
+        # replaced, then released mid-prompt: each on_done is called once, with None
+        ends: list[str | None] = []
+        engine.play("ivr", [tone] * 20, on_done=ends.append)
+        engine.play("ivr", [tone] * 20, on_done=ends.append)
+        engine.release("ivr")
+        assert ends == [None, None]
+    finally:
+        engine.close()
+        caller.sock.close()
