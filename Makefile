@@ -44,6 +44,7 @@ test: $(STAMP) system-deps lint typecheck check-config
 bench: $(STAMP) system-deps
 	$(PY) -m tools.bench
 	$(PY) -m tools.bench.media_relay
+	$(PY) -m tools.bench.routing
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
