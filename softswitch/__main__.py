@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from softswitch.admin.cli import cmd_check, load_for_run, parse
+from softswitch.admin.cli import cmd_check, cmd_route, load_for_run, parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "route":
+        return cmd_route(args)
     settings = load_for_run(args)
     if settings is None:
         return 1

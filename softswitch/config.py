@@ -472,6 +472,9 @@ class Media(_Section):
     """Folder of the recordings, relative to the working directory."""
     record_layout: Literal["stereo", "mono"] = "stereo"
     """stereo: caller left, called party right; mono: both mixed."""
+    talk_stats: bool = True
+    """With recording on, measure each party's talk and silence time (voice activity
+    detection, webrtcvad) and keep it in the call's detail record."""
     echo_test: Text | None = "9196"
     """Number of the echo test: the switch answers and plays back what the caller says
     (null: none). Handy to check a phone's audio path, for example a home agent's headset."""

@@ -25,6 +25,9 @@ YAML rules (YAML 1.2 core schema, with these choices):
   :data:`MAX_VALUES` values;
 * ``!env NAME`` is replaced by the value of environment variable NAME (a string); an unset
   variable is an error;
+* ``!secret NAME`` is replaced by the value of NAME in a secrets file (a YAML mapping of
+  ``NAME: value``, given to :func:`load_yaml` or named by a top-level key of the document); an
+  unknown name is an error (the messages about secrets name them, never show their values);
 * ``!include relative/file.yaml`` is replaced by the content of that file, which must lie
   inside the folder of the configuration file given to :func:`load_yaml` (also after symbolic
   links are followed). Errors inside an included file name that file and its positions;
@@ -51,7 +54,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
@@ -308,10 +311,26 @@ class _Where:
         self.entries = entries
 
 
+class _SecretRef:
+    """Stands in the data for a ``!secret NAME`` until the secrets are known."""
+
+    __slots__ = ("col", "file", "line", "loc", "name")
+
+    def __init__(self, name: str, file: str, line: int, col: int, loc: Loc) -> None:
+        self.name = name
+        self.file = file
+        self.line = line
+        self.col = col
+        self.loc = loc
+
+
 @dataclass(slots=True)
 class _LoadContext:
     root_dir: Path
     environ: Mapping[str, str]
+    secret_tag: bool = False  # !secret is known (a source of secrets was given)
+    in_secrets_file: bool = False
+    secret_refs: list[_SecretRef] = field(default_factory=list)
     where: dict[int, _Where] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
     unresolved: list[Loc] = field(default_factory=list)
@@ -461,6 +480,8 @@ class _Builder:
             value = self.env(text, mark)
         elif tag == "!include":
             value = self.include(text, mark)
+        elif tag == "!secret" and self.ctx.secret_tag:
+            value = self.secret(text, mark)
         else:
             try:
                 value = _tagged_scalar(tag, text)
@@ -478,7 +499,7 @@ class _Builder:
         frame = _Frame(is_map, self.child_loc(), mark, ev.anchor, self.ctx.count)
         tag = ev.tag
         if tag is not None and tag != "!" and tag != _YAML_TAG + ("map" if is_map else "seq"):
-            if tag in ("!env", "!include"):
+            if tag in ("!env", "!include") or (tag == "!secret" and self.ctx.secret_tag):
                 frame.bad_tag = (
                     f"{tag} needs a single name, not a {'mapping' if is_map else 'list'}"
                 )
@@ -592,6 +613,20 @@ class _Builder:
             return self.invalid(mark, self.child_loc(), message)
         return value
 
+    def secret(self, text: str, mark: Any) -> Any:
+        loc = self.child_loc()
+        name = text.strip()
+        if not name:
+            return self.invalid(mark, loc, "!secret needs the name of a secret")
+        if self.ctx.in_secrets_file:
+            return self.invalid(mark, loc, "!secret cannot be used in the secrets file")
+        top = self.stack[-1] if self.stack else None
+        if top is not None and top.is_map and top.key_pos is None:
+            return self.invalid(mark, loc, "!secret cannot be used as a key")
+        ref = _SecretRef(name, self.file, mark.line + 1, mark.column + 1, loc)
+        self.ctx.secret_refs.append(ref)
+        return ref
+
     def include(self, text: str, mark: Any) -> Any:
         ctx = self.ctx
         loc = self.child_loc()
@@ -690,27 +725,182 @@ def _parse_file(
     return root, builder.root_pos
 
 
+# --------------------------------------------------------------------------------------------
+# Secrets
+
+_NOT_SCALAR = (dict, list, _Invalid, _SecretRef, type(None))
+
+
+def _read_secrets(
+    path: Path, shown: str, ctx: _LoadContext
+) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """The ``NAME: value`` entries of a secrets file, and the names whose value is broken.
+
+    Mistakes in the file are added to ``ctx.errors``; None when the file is unusable.
+    """
+    inner = _LoadContext(
+        root_dir=path.parent, environ=ctx.environ, secret_tag=True, in_secrets_file=True
+    )
+    try:
+        data, (line, col) = _parse_file(path, shown, inner, ())
+    except ConfigErrors as exc:
+        ctx.errors.extend(exc.errors)
+        return None
+    ctx.errors.extend(inner.errors)
+    if data is None:
+        return {}, frozenset()
+    doc = YamlDocument(shown, data, _where=inner.where, _root=(shown, line, col))
+    if not isinstance(data, dict):
+        message = f"expected a mapping of NAME: value, got {_show(data)}"
+        ctx.errors.append(ConfigError(shown, line, col, "", message))
+        return None
+    table: dict[str, Any] = {}
+    broken: set[str] = set()
+    for key, value in data.items():
+        name = str(key)
+        if value is _INVALID:
+            broken.add(name)
+        elif isinstance(value, _NOT_SCALAR):
+            broken.add(name)
+            got = "an empty value" if value is None else _show(value)
+            message = f"expected a single value (text or a number), got {got}"
+            ctx.errors.append(doc.error_at((key,), message))
+        else:
+            table[name] = value
+    return table, frozenset(broken)
+
+
+def _secrets_for(
+    ctx: _LoadContext,
+    data: Any,
+    shown: str,
+    real: Path,
+    root: tuple[str, int, int],
+    secrets: Mapping[str, Any] | str | os.PathLike[str] | None,
+    secrets_key: str | None,
+) -> tuple[Mapping[str, Any] | None, frozenset[str], str | None]:
+    """The secrets for ``!secret``: (table, broken names, message for each use when None).
+
+    A None message with a None table means the problem was reported once already.
+    """
+    if isinstance(secrets, Mapping):
+        return secrets, frozenset(), None
+    if secrets is not None:
+        file = os.fspath(secrets)
+        found = Path(file)
+        if not found.is_file():
+            ctx.errors.append(ConfigError(shown, 1, 1, "", f'secrets file "{file}" does not exist'))
+            return None, frozenset(), None
+        read = _read_secrets(found.resolve(), file, ctx)
+        return (None, frozenset(), None) if read is None else (read[0], read[1], None)
+    assert secrets_key is not None
+    named = data.get(secrets_key) if isinstance(data, dict) else None
+    if named is None:
+        return None, frozenset(), f'!secret needs a secrets file ("{secrets_key}: FILE")'
+    if not isinstance(named, str) or not named.strip():
+        return None, frozenset(), None  # the model reports the bad value
+    target = (real.parent / named).resolve()
+    if not target.is_file():
+        doc = YamlDocument(shown, data, _where=ctx.where, _root=root)
+        message = f'secrets file "{named}" does not exist'
+        ctx.errors.append(doc.error_at((secrets_key,), message))
+        ctx.unresolved.append((secrets_key,))
+        return None, frozenset(), None
+    read = _read_secrets(target, os.path.normpath(os.path.join(os.path.dirname(shown), named)), ctx)
+    if read is None:
+        return None, frozenset(), None
+    return read[0], read[1], None
+
+
+def _resolve_secrets(
+    ctx: _LoadContext,
+    data: Any,
+    table: Mapping[str, Any] | None,
+    broken: frozenset[str],
+    message: str | None,
+) -> Any:
+    """Replace every ``!secret`` placeholder in ``data`` by its value (or an invalid mark)."""
+    resolved: dict[int, Any] = {}
+
+    def value_of(ref: _SecretRef) -> Any:
+        known = resolved.get(id(ref))
+        if known is not None:
+            return known[0]
+        problem: str | None = None
+        value: Any = _INVALID
+        if table is None:
+            problem = message
+        elif ref.name in table:
+            value = table[ref.name]
+        elif ref.name not in broken:
+            problem = f'unknown secret "{ref.name}"'
+            guess = _suggest(ref.name, table)
+            if guess is not None:
+                problem += f' (did you mean "{guess}"?)'
+        if value is _INVALID:
+            ctx.unresolved.append(ref.loc)
+            if problem is not None:
+                error = ConfigError(ref.file, ref.line, ref.col, format_path(ref.loc), problem)
+                ctx.errors.append(error)
+        resolved[id(ref)] = (value,)
+        return value
+
+    if isinstance(data, _SecretRef):
+        return value_of(data)
+    seen: set[int] = set()
+    todo: list[Any] = [data]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in list(items):
+            if isinstance(item, _SecretRef):
+                node[key] = value_of(item)
+            elif isinstance(item, dict | list):
+                todo.append(item)
+    return data
+
+
 def load_yaml(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    secrets_key: str | None = None,
 ) -> YamlDocument:
     """Load one YAML file (and what it includes) into plain values, keeping positions.
 
-    ``environ`` (default ``os.environ``) resolves ``!env``. Raises :class:`ConfigErrors` when
+    ``environ`` (default ``os.environ``) resolves ``!env``. ``!secret`` takes its values from
+    ``secrets``: a mapping, or the path of a YAML secrets file; or else, with ``secrets_key``,
+    from the file named (relative to the document's folder) by that top-level key of the
+    document; with neither, ``!secret`` is an unknown tag. Raises :class:`ConfigErrors` when
     the file cannot be read or is not well-formed YAML; other mistakes (duplicate keys, unset
-    variables, bad includes, unknown tags) are kept in :attr:`YamlDocument.errors` so that
-    :func:`validate` reports them together with the model's findings.
+    variables, unknown secrets, bad includes, unknown tags) are kept in
+    :attr:`YamlDocument.errors` so that :func:`validate` reports them together with the model's
+    findings.
     """
     shown = os.fspath(path)
     real = Path(shown).resolve()
-    ctx = _LoadContext(root_dir=real.parent, environ=os.environ if environ is None else environ)
+    ctx = _LoadContext(
+        root_dir=real.parent,
+        environ=os.environ if environ is None else environ,
+        secret_tag=secrets is not None or secrets_key is not None,
+    )
     data, (line, col) = _parse_file(real, shown, ctx, ())
+    root = (shown, line, col)
+    if ctx.secret_tag:
+        table, broken, message = _secrets_for(ctx, data, shown, real, root, secrets, secrets_key)
+        if ctx.secret_refs:
+            data = _resolve_secrets(ctx, data, table, broken, message)
     return YamlDocument(
         shown,
         data,
         tuple(ctx.errors),
         tuple(ctx.unresolved),
         _where=ctx.where,
-        _root=(shown, line, col),
+        _root=root,
         _keep=ctx.keep,
     )
 
@@ -749,6 +939,25 @@ class YamlDocument:
         file, line, col, _found = self._walk(loc, key)
         return file, line, col
 
+    def item_positions(self, seq: Sequence[Any]) -> tuple[tuple[str, int, int], ...] | None:
+        """File, line and column of each item of a list of this document (by identity).
+
+        An item that is the content of an ``!include`` is placed at the start of that content.
+        None for a list that did not come from this document.
+        """
+        here = self._where.get(id(seq))
+        if here is None or not isinstance(here.entries, list):
+            return None
+        file = here.file
+        where = self._where
+        out = [(file, line, col) for line, col in here.entries]
+        for i, item in enumerate(seq):
+            if type(item) is dict or type(item) is list:
+                inner = where.get(id(item))
+                if inner is not None and inner.file != file:
+                    out[i] = (inner.file, inner.line, inner.col)
+        return tuple(out)
+
     def error_at(self, loc: Sequence[str | int], message: str, *, key: bool = False) -> ConfigError:
         """A :class:`ConfigError` at ``loc``, e.g. for checks made after validation."""
         file, line, col = self.position(loc, key=key)
@@ -765,7 +974,9 @@ class YamlDocument:
             if isinstance(node, dict):
                 try:
                     if seg not in node:
-                        return file, line, col, False
+                        seg = _written_key(node, seg)
+                        if seg is None:
+                            return file, line, col, False
                 except TypeError:
                     return file, line, col, False
                 child = node[seg]
@@ -787,6 +998,15 @@ class YamlDocument:
                     file, line, col = inner.file, inner.line, inner.col
             node = child
         return file, line, col, True
+
+
+def _written_key(node: dict[Any, Any], seg: Any) -> Any:
+    """The key of ``node`` written as a number whose text is ``seg`` (models take keys as text)."""
+    if isinstance(seg, str) and _DECIMAL_INT.fullmatch(seg):
+        number = int(seg)
+        if number in node:
+            return number
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,29 +1103,56 @@ def _type_at(model_cls: type[BaseModel], loc: Sequence[str | int]) -> Any:
     """The annotation of the value at ``loc`` inside ``model_cls``, or None if unknown."""
     tp: Any = model_cls
     for seg in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            info = tp.model_fields.get(seg) if isinstance(seg, str) else None
-            if info is None:
-                return None
-            tp = info.annotation
-            continue
-        origin = get_origin(tp)
-        args = get_args(tp)
-        if origin in (list, set, frozenset, Sequence) and args:
-            tp = args[0]
-        elif origin is tuple and args:
-            if len(args) == 2 and args[1] is Ellipsis:
-                tp = args[0]
-            elif isinstance(seg, int) and 0 <= seg < len(args):
-                tp = args[seg]
-            else:
-                return None
-        elif origin in (dict, Mapping) and len(args) == 2:
-            tp = args[1]
-        else:
+        tp = _step(_unwrap(tp), seg)
+        if tp is None:
             return None
     return _unwrap(tp)
+
+
+def _step(tp: Any, seg: str | int) -> Any:
+    """The annotation one step (key, index or union tag) inside ``tp``, or None."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        info = _field_named(tp, seg)
+        return None if info is None else info.annotation
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Union or origin is UnionType:
+        tagged = _tagged_choice(args, seg)  # a discriminated union puts the tag in the loc
+        if tagged is not None:
+            return tagged
+        inside = [found for arg in args if (found := _step(_unwrap(arg), seg)) is not None]
+        return inside[0] if len(inside) == 1 else None
+    if origin in (list, set, frozenset, Sequence) and args:
+        return args[0] if isinstance(seg, int) else None
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0] if isinstance(seg, int) else None
+        if isinstance(seg, int) and 0 <= seg < len(args):
+            return args[seg]
+        return None
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _field_named(model_cls: type[BaseModel], name: Any) -> Any:
+    """The field of ``model_cls`` written as ``name`` in a file (its alias, else its name)."""
+    if not isinstance(name, str):
+        return None
+    for field_name, info in model_cls.model_fields.items():
+        if (info.alias or field_name) == name:
+            return info
+    return None
+
+
+def _tagged_choice(choices: Sequence[Any], tag: Any) -> Any:
+    """The choice of a discriminated union marked with ``Tag(tag)``, or None."""
+    for choice in choices:
+        if get_origin(choice) is Annotated and any(
+            isinstance(m, Tag) and m.tag == tag for m in choice.__metadata__
+        ):
+            return choice
+    return None
 
 
 def _plain_at(data: Any, loc: Sequence[str | int]) -> Any:
@@ -934,9 +1181,8 @@ def _unknown_key(model_cls: type[BaseModel], doc: YamlDocument, loc: tuple[str |
     if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
         return text
     present = _plain_at(doc.data, loc[:-1])
-    fields = [
-        name for name in parent.model_fields if not (isinstance(present, dict) and name in present)
-    ]
+    written = [info.alias or name for name, info in parent.model_fields.items() if not info.exclude]
+    fields = [name for name in written if not (isinstance(present, dict) and name in present)]
     guess = _suggest(key, fields)
     if guess is not None:
         return f'{text} (did you mean "{guess}"?)'

@@ -1,13 +1,19 @@
-"""Command line: ``softswitch run`` and ``softswitch check``."""
+"""Command line: ``softswitch run``, ``softswitch check`` and ``softswitch route``."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from softswitch.config import Settings, check, load_settings
+from softswitch.routing.decide import CallFacts, CompiledPlan
+from softswitch.routing.loader import check_plan, load_plan
+from softswitch.routing.schema import Action, Goto, Lookup, Menu, SetVars
 from softswitch.yaml_loader import ConfigErrors
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -32,7 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", help="address of every listener (overrides the file)")
     chk = sub.add_parser("check", help="validate a settings file and exit")
     chk.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
-    chk.add_argument("file", nargs="?", type=Path, help="settings file (same as -c)")
+    chk.add_argument("file", nargs="?", type=Path, help="settings or dialplan file (same as -c)")
+    route = sub.add_parser(
+        "route",
+        help="trace the path a call would take through a dialplan, without placing it",
+    )
+    route.add_argument("--plan", type=Path, required=True, help="dialplan file")
+    route.add_argument("--from", dest="caller", required=True, help="caller's number")
+    route.add_argument("--to", dest="number", required=True, help="number dialled")
+    route.add_argument("--name", dest="caller_name", help="caller's display name")
+    route.add_argument(
+        "--at",
+        help="time of the call, ISO 8601 (2026-11-23T22:00+09:00; default now, in UTC "
+        "if no offset is given)",
+    )
+    route.add_argument(
+        "--context", default="public", help="context of the caller (default: %(default)s)"
+    )
+    route.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a call variable"
+    )
     return parser
 
 
@@ -78,10 +103,19 @@ def load_for_run(args: argparse.Namespace) -> Settings | None:
     return apply_overrides(settings, args)
 
 
+def _is_dialplan(path: Path) -> bool:
+    """A dialplan file has a top-level ``contexts:`` key (a settings file never has)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^contexts\s*:", text, re.MULTILINE) is not None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     path = args.file or args.config
     try:
-        errors = check(path)
+        errors = check_plan(path) if _is_dialplan(path) else check(path)
     except OSError as exc:
         print(f"{path}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -92,6 +126,84 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{path}: OK")
     return 0
+
+
+def _describe(action: Action) -> str:
+    """One line for an action in a route trace (sensitive values are never shown)."""
+    fields = action.model_dump(exclude={"where"}, exclude_defaults=True, by_alias=True)
+    if isinstance(action, Menu):
+        fields["options"] = sorted(action.options)
+        fields.pop("on_failure", None)
+    for key in ("on_failure",):
+        if key in fields:
+            fields[key] = f"{len(fields[key])} action(s)"
+    name = "set" if isinstance(action, SetVars) else type(action).__name__.lower()
+    shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    return f"{name}({shown})" if shown else name
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    try:
+        plan = load_plan(args.plan)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{args.plan}: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.plan}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at {args.at!r}: expected ISO 8601, e.g. 2026-11-23T22:00+09:00", file=sys.stderr)
+        return 2
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    variables = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"--var {item!r}: expected NAME=VALUE", file=sys.stderr)
+            return 2
+        variables[name] = value
+    compiled = CompiledPlan(plan)
+    facts = CallFacts(
+        number=args.number,
+        caller=args.caller,
+        context=args.context,
+        at=at,
+        caller_name=args.caller_name,
+        variables=variables,
+    )
+    print(f"call from {args.caller} to {args.number} at {at.isoformat()}")
+    for _hop in range(_MAX_GOTOS):
+        decision = compiled.decide(facts)
+        for line in decision.trace:
+            print(line)
+        if decision.rule is None:
+            return 3
+        print(f"actions of the rule in context {decision.context}:")
+        goto: Goto | None = None
+        for action in decision.actions:
+            print(f"  {action.where}: {_describe(action)}")
+            if isinstance(action, Lookup):
+                service = plan.services[action.service]
+                timeout = action.timeout or service.timeout
+                print(f"    would {action.method} {service.url}{action.path} ({timeout:g} s)")
+            if isinstance(action, Goto):
+                goto = action
+                break
+        if goto is None:
+            return 0
+        number = goto.number or facts.number
+        print(f"goto: {number} in context {goto.context}")
+        facts = replace(facts, context=goto.context, number=number)
+    print(f"more than {_MAX_GOTOS} gotos: stopped", file=sys.stderr)
+    return 3
+
+
+_MAX_GOTOS = 16
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -80,3 +80,43 @@ def test_run_flags_override_the_file_and_sigterm_stops_cleanly(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_route_traces_a_call_through_the_example_plan_step_by_step() -> None:
+    plan = "configs/dialplan/example.yaml"
+    out = softswitch(
+        "route", "--plan", plan, "--from", "0312345678", "--to", "100",
+        "--at", "2026-11-24T22:00+09:00",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "call from 0312345678 to 100 at 2026-11-24T22:00:00+09:00",
+        "context public",
+        f"  rule '100' ({plan}:43:9): skipped, Tue 2026-11-24 22:00 JST is outside hours office",
+        f"  rule '100' ({plan}:95:9): taken",
+        "actions of the rule in context public:",
+        f"  {plan}:97:13: goto(context='closed', number='100')",
+        "goto: 100 in context closed",
+        "context closed",
+        f"  rule '_X!' ({plan}:116:9): skipped, Tue 2026-11-24 22:00 JST is within hours "
+        "night_shift",
+        f"  rule '_X!' ({plan}:122:9): skipped, 2026-11-24 is not in calendar holidays",
+        f"  rule '_X!' ({plan}:125:9): taken",
+        "actions of the rule in context closed:",
+        f"  {plan}:127:13: transfer(to='1004')",
+    ]
+
+
+def test_route_refuses_unknown_numbers_and_bad_times() -> None:
+    plan = "configs/dialplan/example.yaml"
+    out = softswitch("route", "--plan", plan, "--from", "1", "--to", "555", "--at", "2026-11-24")
+    assert out.returncode == 3
+    assert out.stdout.splitlines()[-1] == "no rule for '555': the call is refused (404)"
+    bad = softswitch("route", "--plan", plan, "--from", "1", "--to", "100", "--at", "tomorrow")
+    assert bad.returncode == 2 and "expected ISO 8601" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_check_validates_a_dialplan_file() -> None:
+    out = softswitch("check", "configs/dialplan/example.yaml")
+    assert out.returncode == 0 and out.stdout.strip() == "configs/dialplan/example.yaml: OK"
