@@ -56,7 +56,7 @@ def test_holiday_and_christmas_eve_morning(plan: CompiledPlan) -> None:
 
 
 def test_caller_conditions_and_patterns(plan: CompiledPlan) -> None:
-    partner = facts("1234", "2026-11-24T10:00", caller="0312345678", caller_name="PARTNER")
+    partner = facts("1234", "2026-11-24T10:00", caller="0312345678", caller_name="Partner Co")
     d = plan.decide(partner)
     assert isinstance(d.actions[0], Bridge) and d.actions[0].to == ("1003",)
     other = facts("1234", "2026-11-24T10:00", caller="0612345678", caller_name="partner")
