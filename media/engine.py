@@ -27,7 +27,7 @@ from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
 from media.mixer import SupervisorMode
 from media.monitor import MonitoredCall
 from media.player import MusicOnHold, Playback
-from media.recorder import RecordingOptions
+from media.recorder import RecordingOptions, RecordingStats
 from media.rtp.packet import payload_bounds
 from media.rtp.quality import estimate_mos
 from media.rtp.rewrite import StreamRewriter
@@ -172,7 +172,8 @@ class MediaEngine:
         self.clock = MediaClock(loop)
         #: told of every digit a leg sends as RFC 4733 events
         self.on_digit: DigitSink = lambda call_id, side, digit: None
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._stopping: set[asyncio.Task[RecordingStats | None]] = set()
+        self._recording_stops: dict[str, asyncio.Task[RecordingStats | None]] = {}
         self.bind = bind
         self.address = advertised  # what the SDP we send names
         self.pool = pool
@@ -559,6 +560,28 @@ class MediaEngine:
 
         return heard
 
+    # -- recording ------------------------------------------------------------------------------
+
+    def control_recording(self, call_id: str, action: str, reason: str = "") -> bool | None:
+        """Pause ("pause") or resume ("resume") a call's recording; None if not recorded."""
+        call = self._calls.get(call_id)
+        if call is None or call.recording is None:
+            return None
+        if action == "pause":
+            return call.recording.pause(reason)
+        return call.recording.resume()
+
+    async def recording_result(self, call_id: str) -> RecordingStats | None:
+        """What a released call's recording holds once closed (talk time, pauses), or None."""
+        task = self._recording_stops.pop(call_id, None)
+        if task is None:
+            return None
+        try:
+            return await task
+        except Exception:
+            log.exception("closing the recording of call %s failed", call_id)
+            return None
+
     def _digit_tap(
         self, call_id: str, side: str, detector: _EventTap | _InbandTap
     ) -> Callable[[bytearray], None]:
@@ -635,6 +658,9 @@ class MediaEngine:
             task = asyncio.ensure_future(call.recording.stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+            if len(self._recording_stops) >= 10000:  # nobody asked: forget the oldest
+                self._recording_stops.pop(next(iter(self._recording_stops)))
+            self._recording_stops[call_id] = task
         return report
 
     async def drain(self) -> None:

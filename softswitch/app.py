@@ -16,6 +16,7 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from media.dtmf import DtmfReceived
 from media.engine import MediaEngine
 from media.player import MusicOnHold, PromptCache, PromptError, load_prompt
-from media.recorder import ChannelLayout, RecordingOptions
+from media.recorder import ChannelLayout, RecordingOptions, RecordingStats
 from media.transport import PortPool
 from softswitch.admin.http import HttpApi
 from softswitch.b2bua.call import Call
@@ -181,7 +182,9 @@ class Switch:
                 str(advertised),
                 PortPool(m.rtp_port_min, m.rtp_port_max),
                 recordings=Path(m.recordings) if m.record_calls else None,
-                recording_options=RecordingOptions(layout=ChannelLayout(m.record_layout)),
+                recording_options=RecordingOptions(
+                    layout=ChannelLayout(m.record_layout), vad_mode=2 if m.talk_stats else None
+                ),
                 inband_dtmf=m.inband_dtmf,
                 moh=(
                     MusicOnHold(settings.resolve(m.music_on_hold), PromptCache())
@@ -277,6 +280,14 @@ class Switch:
         call = self.b2bua.calls.get(call_id)
         return None if call is None else self._call_view(call)
 
+    def control_recording(self, call_id: str, action: str, reason: str) -> bool | None:
+        if self.media is None:
+            return None
+        changed = self.media.control_recording(call_id, action, reason)
+        if changed:
+            log.info("call %s: recording %sd%s", call_id, action, f" ({reason})" if reason else "")
+        return changed
+
     def _call_ended(self, call: Call, media_report: object) -> None:
         """Write the call's detail record, off the event loop's critical path."""
         digits = self.digits.pop(call.id, [])
@@ -314,6 +325,10 @@ class Switch:
 
     async def _write_cdr(self, record: CallRecord) -> None:
         try:
+            if record.recording is not None and self.media is not None:
+                stats = await self.media.recording_result(record.call_id)
+                if stats is not None:
+                    record = replace(record, media={**record.media, **_recording_doc(stats)})
             await self.cdrs.add(record)
         except Exception:
             log.exception("call %s: writing its detail record failed", record.call_id)
@@ -490,6 +505,24 @@ class Switch:
             await asyncio.gather(*self._cdr_writes, return_exceptions=True)
         await self.cdrs.close()
         await self.store.close()
+
+
+def _recording_doc(stats: RecordingStats) -> dict[str, object]:
+    """What a closed recording adds to the call's record: its pauses and, with VAD on, the
+    talk and silence time of each party (caller left, called party right)."""
+    doc: dict[str, object] = {
+        "recorded_seconds": round(stats.duration_seconds, 2),
+        "pauses": [p.to_json() for p in stats.pauses],
+    }
+    if stats.talk is not None:
+        talk = stats.talk
+        doc["talk"] = {
+            "caller_seconds": round(talk.left_talk_seconds, 2),
+            "callee_seconds": round(talk.right_talk_seconds, 2),
+            "overlap_seconds": round(talk.overlap_seconds, 2),
+            "silence_seconds": round(talk.silence_seconds, 2),
+        }
+    return doc
 
 
 async def serve(settings: Settings) -> None:

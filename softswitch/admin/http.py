@@ -65,6 +65,11 @@ class SwitchView(Protocol):
         """The call in progress with this Call-ID as a JSON-able dict, or None."""
         ...
 
+    def control_recording(self, call_id: str, action: str, reason: str) -> bool | None:
+        """Pause or resume a live call's recording: True if it changed, False if it was
+        already so, None if the call is not live or not recorded."""
+        ...
+
 
 class CdrRecord(Protocol):
     """A call detail record as the API shows it."""
@@ -158,6 +163,7 @@ class HttpApi:
         self.app.router.add_get("/healthz", self.healthz)
         api = web.Application(middlewares=[self._guard])
         api.router.add_get("/calls", self.calls)
+        api.router.add_post("/calls/{call_id}/recording", self.recording)
         api.router.add_get("/calls/{call_id:.+}", self.call)
         api.router.add_get("/cdrs", self.records)
         self.app.add_subapp("/api/", api)
@@ -237,6 +243,30 @@ class HttpApi:
             if record is not None:
                 return web.json_response({**record.to_dict(), "live": False})
         return _error(404, f"no call {call_id}")
+
+    async def recording(self, request: web.Request) -> web.Response:
+        """``POST /api/calls/{id}/recording`` with ``{"action": "pause" | "resume",
+        "reason": "card number"}``: the recording holds silence while paused, and the pause
+        is kept beside it (the sensitive parts of a call)."""
+        call_id = request.match_info["call_id"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be a JSON object")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        action = body.get("action")
+        reason = body.get("reason", "")
+        if action not in ("pause", "resume"):
+            return _error(400, 'action must be "pause" or "resume"')
+        if not isinstance(reason, str) or len(reason) > 200:
+            return _error(400, "reason must be a text of at most 200 characters")
+        changed = self.switch.control_recording(call_id, action, reason)
+        if changed is None:
+            return _error(404, f"no recorded live call {call_id}")
+        return web.json_response(
+            {"call_id": call_id, "paused": action == "pause", "changed": changed}
+        )
 
     async def records(self, request: web.Request) -> web.Response:
         if self.cdrs is None:

@@ -33,6 +33,7 @@ class FakeSwitch:
 
     def __init__(self, calls: Sequence[dict[str, object]] = ()) -> None:
         self.calls = {str(c["call_id"]): c for c in calls}
+        self.recording_actions: list[tuple[str, str, str]] = []
 
     def health(self) -> dict[str, object]:
         return {"status": "ok", "calls": len(self.calls)}
@@ -42,6 +43,12 @@ class FakeSwitch:
 
     def live_call(self, call_id: str) -> dict[str, object] | None:
         return self.calls.get(call_id)
+
+    def control_recording(self, call_id: str, action: str, reason: str) -> bool | None:
+        if call_id not in self.calls:
+            return None
+        self.recording_actions.append((call_id, action, reason))
+        return True
 
 
 LIVE: list[dict[str, object]] = [
@@ -351,3 +358,27 @@ def test_api_token_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert error.path == "http.api_token"
     assert "at least 16 characters" in error.message
     assert "too-short" not in str(error)  # a secret is not repeated in the message
+
+
+async def test_recording_pause_and_resume_and_their_refusals() -> None:
+    switch = FakeSwitch([{"call_id": "abc", "caller": "1001", "callee": "1002"}])
+    async with serving(HttpApi(switch)) as (session, base):
+        url = f"{base}/api/calls/abc/recording"
+        async with session.post(url, json={"action": "pause", "reason": "card"}) as response:
+            assert response.status == 200
+            assert await response.json() == {"call_id": "abc", "paused": True, "changed": True}
+        assert switch.recording_actions == [("abc", "pause", "card")]
+        cases = [
+            ({"action": "stop"}, 400, 'action must be "pause" or "resume"'),
+            ({"action": "pause", "reason": 5}, 400, "reason must be a text"),
+            (["pause"], 400, "the body must be a JSON object"),
+        ]
+        for body, status, reason in cases:
+            async with session.post(url, json=body) as response:
+                assert response.status == status
+                assert reason in (await response.json())["error"]
+        async with session.post(url, data=b"{not json") as response:
+            assert response.status == 400
+        async with session.post(f"{base}/api/calls/nope/recording", json={"action": "resume"}) as r:
+            assert r.status == 404 and (await r.json())["error"] == "no recorded live call nope"
+        assert switch.recording_actions == [("abc", "pause", "card")]

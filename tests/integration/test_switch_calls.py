@@ -533,3 +533,77 @@ async def test_a_call_leaves_a_detail_record_and_old_records_are_purged(
         assert await sw.cdrs.get("old") is None  # purged at start-up
     finally:
         await sw.stop()
+
+
+async def test_recording_paused_over_http_leaves_silence_and_the_record_says_so(
+    tmp_path: Path, net: RealNet
+) -> None:
+    import json as jsonlib
+    import urllib.request
+    import wave
+
+    import numpy as np
+
+    from media.codecs.g711 import ulaw_encode
+    from tests.unit.media.test_vad import voiced
+
+    listeners = (Listener(transport="udp", address="127.0.0.1", port=0),)
+    settings = make_settings(tmp_path, listeners)
+    media = settings.media.model_copy(
+        update={"record_calls": True, "recordings": str(tmp_path / "rec")}
+    )
+    sw = Switch(settings.model_copy(update={"media": media}))
+    await sw.start()
+    loop = asyncio.get_running_loop()
+    try:
+        c = await anchored_call(sw, net)
+        call_id = next(iter(sw.b2bua.calls))
+        speech = np.round(voiced(3.2)).astype(np.int16)  # vowel-like: VAD calls it speech
+
+        async def talk(seconds: float, start: int) -> int:
+            seq = start
+            for _ in range(int(seconds / 0.02)):
+                frame = speech[(seq - 1) * 160 : seq * 160]
+                payload = ulaw_encode(frame).tobytes()
+                c.alice_rtp.send(c.to_switch_from_alice, seq, payload)
+                seq += 1
+                await asyncio.sleep(0.02)
+            return seq
+
+        def post(action: str) -> dict[str, object]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{sw.http.port}/api/calls/{call_id}/recording",
+                data=jsonlib.dumps({"action": action, "reason": "card number"}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return dict(jsonlib.loads(response.read()))
+
+        seq = await talk(1.0, 1)
+        answer = await loop.run_in_executor(None, post, "pause")
+        assert answer == {"call_id": call_id, "paused": True, "changed": True}
+        seq = await talk(1.0, seq)
+        assert (await loop.run_in_executor(None, post, "resume"))["changed"] is True
+        await talk(1.0, seq)
+        c.alice.hangup()
+        await net.until(lambda: not sw.b2bua.calls)
+        await asyncio.gather(*sw._cdr_writes)
+        record = await sw.cdrs.get(call_id)
+        assert record is not None and record.recording is not None
+        [pause] = record.media["pauses"]
+        assert pause["reason"] == "card number" and 0.8 < pause["end"] - pause["start"] < 1.3
+        talk_doc = record.media["talk"]
+        assert talk_doc["caller_seconds"] > 1.0 and talk_doc["callee_seconds"] < 0.2
+        with wave.open(record.recording) as wav:
+            rate = wav.getframerate()
+            left = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")[::2].astype(float)
+
+        def rms(start: float, end: float) -> float:
+            return float(np.sqrt(np.mean(left[int(start * rate) : int(end * rate)] ** 2)))
+
+        assert rms(pause["start"] + 0.1, pause["end"] - 0.1) < 1.0  # silence while paused
+        assert rms(pause["start"] - 0.6, pause["start"] - 0.1) > 1000
+        assert rms(pause["end"] + 0.2, pause["end"] + 0.7) > 1000
+    finally:
+        await sw.stop()
