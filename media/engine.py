@@ -119,14 +119,80 @@ class _EventTap:
 _DECODE_TABLES = {0: ULAW_DECODE_TABLE, 8: ALAW_DECODE_TABLE}
 
 
+class _ToneBank:
+    """In-band DTMF detection for every leg that needs it, in one batched Goertzel pass per
+    media clock tick (``GoertzelDetector.process_frames``: one matrix product for all legs,
+    instead of one small product and its Python overhead per packet). A digit is reported
+    up to one tick (20 ms) after the packet that ended it."""
+
+    def __init__(self, engine: MediaEngine, legs: int) -> None:
+        self.engine = engine
+        self.detector = GoertzelDetector(legs)
+        self._free = list(range(legs - 1, -1, -1))
+        self._owners: dict[int, tuple[str, str]] = {}
+        self._rows: list[int] = []
+        self._frames: list[np.ndarray] = []
+        self._queued: set[int] = set()
+        self._later: list[tuple[int, np.ndarray]] = []  # a second frame of a leg in one tick
+        self._token: int | None = None
+
+    def take(self, call_id: str, side: str) -> int | None:
+        """A slot for one leg, or None when all are taken."""
+        if not self._free:
+            return None
+        slot = self._free.pop()
+        self.detector.reset(slot)
+        self._owners[slot] = (call_id, side)
+        if self._token is None:
+            self._token = self.engine.clock.subscribe(self.tick)
+        return slot
+
+    def give_back(self, slot: int) -> None:
+        if self._owners.pop(slot, None) is not None:
+            self._free.append(slot)
+
+    def put(self, slot: int, samples: np.ndarray) -> None:
+        if len(samples) != 160:  # not a 20 ms packet: on its own, now
+            self._report(self.detector.process_frames(samples[None, :], np.array([slot])))
+        elif slot in self._queued:
+            self._later.append((slot, samples))
+        else:
+            self._queued.add(slot)
+            self._rows.append(slot)
+            self._frames.append(samples)
+
+    def tick(self, tick: int, deadline: float) -> None:
+        while self._rows:
+            frames = np.stack(self._frames)
+            rows = np.array(self._rows, np.intp)
+            self._rows, self._frames, self._queued = [], [], set()
+            self._report(self.detector.process_frames(frames, rows))
+            later, self._later = self._later, []
+            for slot, samples in later:
+                self.put(slot, samples)
+
+    def stop(self) -> None:
+        if self._token is not None:
+            self.engine.clock.unsubscribe(self._token)
+            self._token = None
+
+    def _report(self, found: list[tuple[int, DtmfReceived]]) -> None:
+        for slot, digit in found:
+            owner = self._owners.get(slot)
+            if owner is not None:
+                self.engine.digit(owner[0], owner[1], digit)
+
+
 class _InbandTap:
     """DTMF tones in a leg's G.711 audio (for phones that send no RFC 4733 events): payloads
-    decoded through the law's table and fed to a Goertzel detector (ITU-T Q.24 checks)."""
+    decoded through the law's table and handed to the engine's batched detector (ITU-T Q.24
+    checks). Digits are reported by the bank, so :meth:`feed` returns none itself."""
 
-    __slots__ = ("detector",)
+    __slots__ = ("bank", "slot")
 
-    def __init__(self) -> None:
-        self.detector = GoertzelDetector(1)
+    def __init__(self, bank: _ToneBank, slot: int) -> None:
+        self.bank = bank
+        self.slot = slot
 
     def feed(self, packet: bytes | bytearray, now: float) -> list[DtmfReceived]:
         table = _DECODE_TABLES.get(packet[1] & 0x7F) if len(packet) > 12 else None
@@ -134,10 +200,10 @@ class _InbandTap:
             return []
         start, end = payload_bounds(packet)
         usable = (end - start) // 80 * 80  # whole 10 ms blocks
-        if usable == 0:
-            return []
-        codes = np.frombuffer(packet, np.uint8, usable, start)
-        return self.detector.process(table[codes])
+        if usable:
+            codes = np.frombuffer(packet, np.uint8, usable, start)
+            self.bank.put(self.slot, table[codes])
+        return []
 
 
 class MediaEngine:
@@ -166,6 +232,7 @@ class MediaEngine:
         self.moh = moh
         self._supervising: dict[str, str] = {}  # supervisor's call -> the call it monitors
         self._local_pt: dict[str, int] = {}  # local (IVR) calls -> the payload type of leg A
+        self._tones = _ToneBank(self, max(2, pool.capacity))
         #: record every call into this folder (None: no recording)
         self.recordings = recordings
         self.recording_options = recording_options or RecordingOptions()
@@ -252,9 +319,15 @@ class MediaEngine:
             self.inband_dtmf == "auto" and events_pt is None
         )
         if not wants_tones:
-            call.inband.pop(side, None)
+            tap = call.inband.pop(side, None)
+            if tap is not None:
+                self._tones.give_back(tap.slot)
         elif side not in call.inband:
-            call.inband[side] = _InbandTap()
+            slot = self._tones.take(call_id, side)
+            if slot is None:
+                log.warning("call %s: no tone detector left for the %s leg", call_id, side)
+            else:
+                call.inband[side] = _InbandTap(self._tones, slot)
 
     def transcode(self, call_id: str, a_pt: int | None, b_pt: int | None) -> None:
         """Legs A and B speak different G.711 laws (payload types 0 and 8): the relay translates
@@ -652,6 +725,9 @@ class MediaEngine:
         if call_id in self._supervising:
             self._unmonitor(call_id)
         self._local_pt.pop(call_id, None)
+        for tap in call.inband.values():
+            self._tones.give_back(tap.slot)
+        call.inband.clear()
         if call.finish_playback is not None:
             call.finish_playback()  # the caller hung up during a prompt
         if call.recording is not None:
@@ -675,6 +751,7 @@ class MediaEngine:
 
     def close(self) -> None:
         """Close every socket (shutdown)."""
+        self._tones.stop()
         if self._rtcp_timer is not None:
             self._rtcp_timer.cancel()
             self._rtcp_timer = None

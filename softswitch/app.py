@@ -312,16 +312,19 @@ class Switch:
         self._cdr_writes.add(task)
         task.add_done_callback(self._cdr_writes.discard)
 
-    async def _purge_records(self, keep: float, every: float = 86400.0) -> None:
-        """Drop call detail records older than ``keep`` seconds, now and then daily."""
+    async def _purge_once(self, keep: float) -> None:
+        """Drop call detail records older than ``keep`` seconds."""
+        try:
+            dropped = await self.cdrs.purge(time.time() - keep)
+            if dropped:
+                log.info("purged %d call detail record(s) past retention", dropped)
+        except Exception:
+            log.exception("purging old call detail records failed")
+
+    async def _purge_daily(self, keep: float, every: float = 86400.0) -> None:
         while True:
-            try:
-                dropped = await self.cdrs.purge(time.time() - keep)
-                if dropped:
-                    log.info("purged %d call detail record(s) past retention", dropped)
-            except Exception:
-                log.exception("purging old call detail records failed")
             await asyncio.sleep(every)
+            await self._purge_once(keep)
 
     async def _write_cdr(self, record: CallRecord) -> None:
         try:
@@ -409,9 +412,9 @@ class Switch:
         await self.store.open()
         await self.cdrs.open()
         if s.calls.record_retention_days > 0:
-            self._purge = asyncio.ensure_future(
-                self._purge_records(s.calls.record_retention_days * 86400.0)
-            )
+            keep = s.calls.record_retention_days * 86400.0
+            await self._purge_once(keep)  # before serving: never cut off by a quick stop
+            self._purge = asyncio.ensure_future(self._purge_daily(keep))
         restored = self.bindings.load(await self.store.load_all(), time.time())
         if restored:
             log.info("restored %d registration(s) from %s", len(restored), self.store.path)
@@ -492,6 +495,7 @@ class Switch:
             self._watch.cancel()
         if self._purge is not None:
             self._purge.cancel()
+            await asyncio.gather(self._purge, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_task is not None:

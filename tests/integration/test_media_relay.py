@@ -389,3 +389,37 @@ async def test_engine_plays_prompts_to_a_local_call_with_barge_in() -> None:
     finally:
         engine.close()
         caller.sock.close()
+
+
+async def test_engine_tells_tones_of_many_legs_apart_in_one_batch() -> None:
+    """Three calls whose callers press different keys at the same moment: each digit is
+    reported for its own call (one batched detector pass per tick for all legs)."""
+    from media.engine import MediaEngine
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 11))
+    got: list[tuple[str, str, str]] = []
+    engine.on_digit = lambda call, side, d: got.append((call, side, d.digit))
+    phones = {}
+    try:
+        for name in ("c1", "c2", "c3"):
+            a_port, _ = engine.allocate(name)
+            phones[name] = (Phone(), Phone(), a_port)
+        await asyncio.sleep(0.05)
+        for name, (caller, callee, _) in phones.items():
+            engine.set_remote(name, "a", *caller.addr)
+            engine.set_remote(name, "b", *callee.addr, events_pt=101)
+            engine.connect(name)
+        streams = {name: _tone_packets(key) for name, key in zip(phones, "19#", strict=True)}
+        for i in range(len(streams["c1"])):
+            for name, (caller, _, a_port) in phones.items():
+                caller.sock.sendto(streams[name][i], ("127.0.0.1", a_port))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+    finally:
+        engine.close()
+        for caller, callee, _ in phones.values():
+            caller.sock.close()
+            callee.sock.close()
+    assert sorted(got) == [("c1", "a", "1"), ("c2", "a", "9"), ("c3", "a", "#")]
