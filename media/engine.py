@@ -23,12 +23,12 @@ import numpy as np
 from media.call_recording import CallRecording
 from media.clock import MediaClock
 from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode, ulaw_encode
-from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver
+from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver, Rfc4733Sender
 from media.mixer import SupervisorMode
 from media.monitor import MonitoredCall
 from media.player import MusicOnHold, Playback
 from media.recorder import RecordingOptions, RecordingStats
-from media.rtp.packet import payload_bounds
+from media.rtp.packet import RtpPacket, payload_bounds
 from media.rtp.quality import estimate_mos
 from media.rtp.rewrite import StreamRewriter
 from media.rtp.session import RtpSession, RtpSessionStats
@@ -632,6 +632,45 @@ class MediaEngine:
                     self.digit(call_id, side, digit)
 
         return heard
+
+    # -- sending digits -------------------------------------------------------------------------
+
+    def send_digit(self, call_id: str, side: str, digit: str, duration_ms: int = 100) -> bool:
+        """Send ``digit`` to a leg as RFC 4733 telephone-events (§2.5.1: a marked first packet,
+        duration updates every 20 ms, three end packets), on the switch's stream toward that
+        leg and in the payload type its SDP gave. False if the leg named no telephone-event."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        endpoint, out = (call.a, call.out_a) if side == "a" else (call.b, call.out_b)
+        events = call.events.get(side)
+        if out is None or events is None:
+            return False
+        packets = Rfc4733Sender().packets(digit, duration_ms)
+        pt = events.payload_type
+        token: int | None = None
+        state = {"next": 0, "ts": 0}
+
+        def tick(tick: int, deadline: float) -> None:
+            i = state["next"]
+            if i >= len(packets) or self._calls.get(call_id) is not call:
+                if token is not None:
+                    self.clock.unsubscribe(token)
+                return
+            if i == 0:
+                seq, ts, _ = out.next_generated()
+                state["ts"] = ts
+            else:
+                seq, _ = out.next_sequence()
+            packet = packets[i]
+            rtp = RtpPacket(
+                pt, seq, state["ts"], out.ssrc, marker=packet.marker, payload=packet.payload
+            )
+            endpoint.send_rtp(bytes(rtp))
+            state["next"] = i + 1
+
+        token = self.clock.subscribe(tick)
+        return True
 
     # -- recording ------------------------------------------------------------------------------
 

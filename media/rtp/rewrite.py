@@ -82,6 +82,16 @@ class StreamRewriter:
         self._started = True
         return seq, ts, marker
 
+    def next_sequence(self) -> tuple[int, int]:
+        """The next sequence number with the timestamp unchanged: a further packet of the same
+        instant, such as an RFC 4733 event update (§2.5.1.3: every packet of an event carries
+        the event's start timestamp)."""
+        seq = (self._last_seq + 1) & 0xFFFF
+        self._last_seq = seq
+        self._in_ssrc = None
+        self._started = True
+        return seq, self._last_ts
+
     @property
     def last_sent(self) -> tuple[int, int]:
         return self._last_seq, self._last_ts

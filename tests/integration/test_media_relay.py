@@ -423,3 +423,42 @@ async def test_engine_tells_tones_of_many_legs_apart_in_one_batch() -> None:
             caller.sock.close()
             callee.sock.close()
     assert sorted(got) == [("c1", "a", "1"), ("c2", "a", "9"), ("c3", "a", "#")]
+
+
+async def test_engine_sends_rfc4733_digits_on_its_stream_toward_a_leg() -> None:
+    from media.dtmf import Rfc4733Receiver
+    from media.engine import MediaEngine
+
+    loop = asyncio.get_running_loop()
+    first = free_even_pair()
+    engine = MediaEngine(loop, "127.0.0.1", "127.0.0.1", PortPool(first, first + 3))
+    caller = Phone()
+    try:
+        engine.allocate("ivr")
+        await asyncio.sleep(0.05)
+        engine.set_remote("ivr", "a", *caller.addr, events_pt=96)
+        engine.attach_local("ivr", 0)
+        assert engine.send_digit("ivr", "a", "7", duration_ms=100)
+        assert not engine.send_digit("ivr", "b", "7")  # leg B named no telephone-event
+        got = []
+        while True:
+            try:
+                packet, _ = await caller.recv(timeout=0.3)
+            except TimeoutError:
+                break
+            got.append(packet)
+        assert [p.payload_type for p in got] == [96] * len(got) and len(got) == 7
+        assert got[0].marker and not any(p.marker for p in got[1:])
+        assert len({p.timestamp for p in got}) == 1 and len({p.ssrc for p in got}) == 1
+        seqs = [p.sequence_number for p in got]
+        assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(len(got))]
+        receiver = Rfc4733Receiver()
+        digits = [
+            d
+            for p in got
+            for d in receiver.receive(p.timestamp, p.marker, p.payload, loop.time())
+        ]
+        assert [(d.digit, d.duration_ms) for d in digits] == [("7", 100)]
+    finally:
+        engine.close()
+        caller.sock.close()
