@@ -454,9 +454,7 @@ async def test_engine_sends_rfc4733_digits_on_its_stream_toward_a_leg() -> None:
         assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(len(got))]
         receiver = Rfc4733Receiver()
         digits = [
-            d
-            for p in got
-            for d in receiver.receive(p.timestamp, p.marker, p.payload, loop.time())
+            d for p in got for d in receiver.receive(p.timestamp, p.marker, p.payload, loop.time())
         ]
         assert [(d.digit, d.duration_ms) for d in digits] == [("7", 100)]
     finally:
