@@ -22,7 +22,7 @@ import numpy as np
 
 from media.call_recording import CallRecording
 from media.clock import MediaClock
-from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE, alaw_encode, ulaw_encode
+from media.codecs.registry import by_payload_type
 from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver, Rfc4733Sender
 from media.mixer import SupervisorMode
 from media.monitor import MonitoredCall
@@ -93,8 +93,6 @@ class _CallMedia:
 
 DigitSink = Callable[[str, str, DtmfReceived], None]  # (call id, side, digit)
 
-_ENCODERS = {0: ulaw_encode, 8: alaw_encode}
-
 
 _EVENT_HEADER = struct.Struct("!BBHI")
 
@@ -114,9 +112,6 @@ class _EventTap:
         _, second, _, ts = _EVENT_HEADER.unpack_from(packet, 0)
         start, end = payload_bounds(packet)
         return self.receiver.receive(ts, bool(second & 0x80), bytes(packet[start:end]), now)
-
-
-_DECODE_TABLES = {0: ULAW_DECODE_TABLE, 8: ALAW_DECODE_TABLE}
 
 
 class _ToneBank:
@@ -195,14 +190,13 @@ class _InbandTap:
         self.slot = slot
 
     def feed(self, packet: bytes | bytearray, now: float) -> list[DtmfReceived]:
-        table = _DECODE_TABLES.get(packet[1] & 0x7F) if len(packet) > 12 else None
-        if table is None:
+        codec = by_payload_type(packet[1] & 0x7F) if len(packet) > 12 else None
+        if codec is None:
             return []
         start, end = payload_bounds(packet)
         usable = (end - start) // 80 * 80  # whole 10 ms blocks
         if usable:
-            codes = np.frombuffer(packet, np.uint8, usable, start)
-            self.bank.put(self.slot, table[codes])
+            self.bank.put(self.slot, codec.decode(np.frombuffer(packet, np.uint8, usable, start)))
         return []
 
 
@@ -352,10 +346,9 @@ class MediaEngine:
         call.out_a, call.out_b = call.relay.to_a, call.relay.to_b
         call.relay_started = self.loop.time()
         taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
-        for side, events in call.events.items():
-            taps[side].append(self._digit_tap(call_id, side, events))
-        for side, tones in call.inband.items():
-            taps[side].append(self._digit_tap(call_id, side, tones))
+        for side in ("a", "b"):
+            if side in call.events or side in call.inband:
+                taps[side].append(self._detectors(call_id, call, side))
         if self.recordings is not None:
             recording = CallRecording(
                 self.clock, self.recordings / f"{call_id}.wav", self.recording_options
@@ -401,15 +394,7 @@ class MediaEngine:
             queue.put(np.zeros(800, dtype=np.int16))
 
         call.listener = answer
-        detectors = [d for d in (call.events.get("a"), call.inband.get("a")) if d is not None]
-
-        def heard(packet: bytearray) -> None:
-            now = self.loop.time()
-            for detector in detectors:
-                for digit in detector.feed(packet, now):
-                    self.digit(call_id, "a", digit)
-
-        call.a.on_rtp = heard
+        call.a.on_rtp = self._detectors(call_id, call, "a")
         call.local = True
         call.relay_started = self.loop.time()
         self._start_sender(call, "a", LegSender(call.a, rewriter, payload_type, queue.next))
@@ -495,14 +480,11 @@ class MediaEngine:
         monitored.add(supervisor_call, LegSender(sup.a, rewriter, 0, _no_frame), mode)
         self._supervising[supervisor_call] = call_id
         feed = monitored.feed(supervisor_call)
-        detectors = [d for d in (sup.events.get("a"), sup.inband.get("a")) if d is not None]
+        detect = self._detectors(supervisor_call, sup, "a")
 
         def heard(packet: bytearray) -> None:
             feed(packet)
-            now = self.loop.time()
-            for detector in detectors:
-                for digit in detector.feed(packet, now):
-                    self.digit(supervisor_call, "a", digit)
+            detect(packet)
 
         def switch_mode(side: str, digit: DtmfReceived) -> None:
             new = _MODE_KEYS.get(digit.digit)
@@ -566,7 +548,7 @@ class MediaEngine:
         call.listener = listener
         call.local = True
         call.relay_started = self.loop.time()
-        call.a.on_rtp = self._leg_detectors(call_id, call, "a")
+        call.a.on_rtp = self._detectors(call_id, call, "a")
         self._local_pt[call_id] = payload_type
 
     def play(
@@ -620,13 +602,15 @@ class MediaEngine:
         if call is not None and call.playback is not None:
             call.playback.stop()
 
-    def _leg_detectors(
-        self, call_id: str, call: _CallMedia, side: str
-    ) -> Callable[[bytearray], None]:
+    def _detectors(self, call_id: str, call: _CallMedia, side: str) -> Callable[[bytearray], None]:
+        """A packet tap running the leg's digit detectors (RFC 4733 events, in-band tones);
+        each digit goes to :meth:`digit`. The time is the packet's arrival, which the endpoint
+        has just read (no second clock read per packet)."""
+        endpoint = call.a if side == "a" else call.b
         detectors = [d for d in (call.events.get(side), call.inband.get(side)) if d is not None]
 
         def heard(packet: bytearray) -> None:
-            now = self.loop.time()
+            now = endpoint.last_received or 0.0
             for detector in detectors:
                 for digit in detector.feed(packet, now):
                     self.digit(call_id, side, digit)
@@ -693,15 +677,6 @@ class MediaEngine:
         except Exception:
             log.exception("closing the recording of call %s failed", call_id)
             return None
-
-    def _digit_tap(
-        self, call_id: str, side: str, detector: _EventTap | _InbandTap
-    ) -> Callable[[bytearray], None]:
-        def tap(packet: bytearray) -> None:
-            for digit in detector.feed(packet, self.loop.time()):
-                self.digit(call_id, side, digit)
-
-        return tap
 
     def digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
         """A digit from one leg, however it came (RFC 4733, in-band, SIP INFO): reported to

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from media.codecs.g711 import ALAW_DECODE_TABLE, ULAW_DECODE_TABLE
+from media.codecs.registry import PCMU, by_payload_type
 from media.jitter import FrameKind, JitterBuffer
 from media.mixer import Mixer, SupervisorMode
 from media.rtp.packet import payload_bounds
@@ -28,7 +28,6 @@ from media.sender import FRAME, LegSender
 __all__ = ["MonitoredCall"]
 
 Samples = npt.NDArray[np.int16]
-_DECODE: dict[int, npt.NDArray[np.int16]] = {0: ULAW_DECODE_TABLE, 8: ALAW_DECODE_TABLE}
 
 
 class _Party:
@@ -43,7 +42,7 @@ class _Party:
 
     def put(self, packet: bytes | bytearray, now: float) -> None:
         pt = packet[1] & 0x7F
-        if pt not in _DECODE or len(packet) < 12:
+        if by_payload_type(pt) is None or len(packet) < 12:
             return  # telephone-event, comfort noise: not audio to mix
         start, end = payload_bounds(packet)
         if end - start != FRAME:
@@ -59,8 +58,8 @@ class _Party:
         frame = self.buffer.pull(now)
         if frame.payload is None or frame.kind is FrameKind.SILENCE:
             return None
-        table = _DECODE.get(self.payload_type, ULAW_DECODE_TABLE)
-        return table[np.frombuffer(frame.payload, np.uint8)]
+        codec = by_payload_type(self.payload_type) or PCMU
+        return codec.decode(frame.payload)
 
 
 class MonitoredCall:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from media.codecs.g711 import alaw_encode, ulaw_encode
+from media.codecs.registry import PCMU, by_payload_type
 from media.rtp.packet import RtpPacket
 from media.rtp.rewrite import StreamRewriter
 from media.transport import RtpEndpoint
@@ -24,10 +24,6 @@ __all__ = ["FRAME", "FrameQueue", "LegSender"]
 FRAME = 160  # samples of one 20 ms frame at 8 kHz
 
 Samples = npt.NDArray[np.int16]
-_ENCODERS: dict[int, Callable[[Samples], npt.NDArray[np.uint8]]] = {
-    0: ulaw_encode,
-    8: alaw_encode,
-}
 
 
 class LegSender:
@@ -44,15 +40,16 @@ class LegSender:
     ) -> None:
         self.endpoint = endpoint
         self.rewriter = rewriter
-        self.payload_type = 0
-        self.encode: Callable[[Samples], npt.NDArray[np.uint8]] = _ENCODERS[0]
+        self.payload_type = PCMU.payload_type
+        self.encode = PCMU.encode
         self.set_payload_type(payload_type)
         self.source = source
 
     def set_payload_type(self, payload_type: int) -> None:
         """Send in this G.711 law from now on (PCMU for anything else)."""
-        self.payload_type = payload_type if payload_type in _ENCODERS else 0
-        self.encode = _ENCODERS[self.payload_type]
+        codec = by_payload_type(payload_type) or PCMU
+        self.payload_type = codec.payload_type
+        self.encode = codec.encode
 
     def send(self, frame: Samples) -> None:
         """Encode one frame and send it as the switch's next packet toward the leg."""

@@ -292,14 +292,22 @@ class B2bua:
             self._reply(now, event.key, event.request, 404, "No Call To Monitor")
             return
         agent_side = "b" if target.callee == extension else "a"
-        self.answer_local(event, caller, number, f"monitor:{target.id}:{agent_side}:{mode}", now)
+        monitor = _Monitor(target.id, agent_side, SupervisorMode[mode.upper()])
+        self.answer_local(event, caller, number, "supervisor", now, monitor=monitor)
 
     def answer_local(
-        self, event: RequestReceived, caller: str, number: str, app: str, now: float
+        self,
+        event: RequestReceived,
+        caller: str,
+        number: str,
+        app: str,
+        now: float,
+        *,
+        monitor: _Monitor | None = None,
     ) -> None:
         """The switch answers itself: ``app`` is "echo" (the caller's audio sent back),
         "prompt" (a prompt, then a tone for each digit: ``prompt_audio`` is what it plays) or
-        "monitor:<call>:<agent side>:<mode>" (a supervisor joins a live call)."""
+        "supervisor" (joins the live call that ``monitor`` names)."""
         req = event.request
         if self.media is None or not req.body or req.content_type != "application/sdp":
             self._reply(now, event.key, req, 488, "This Number Needs An SDP Offer")
@@ -334,18 +342,17 @@ class B2bua:
         )
         if app == "echo":
             self.media.echo(call.id)
-        elif app.startswith("monitor:"):
-            _, target_id, agent_side, mode = app.split(":")
-            target = self.calls.get(target_id)
+        elif monitor is not None:
+            target = self.calls.get(monitor.call_id)
             if target is None or not self.media.monitor(
-                target_id, call.id, SupervisorMode[mode.upper()], agent_side
+                target.id, call.id, monitor.mode, monitor.agent_side
             ):
                 self.media.release(call.id)
                 self._reply(now, event.key, req, 404, "No Call To Monitor")
                 return
             target.supervisors.add(call.id)
-            call.monitors = target_id
-            app = f"supervisor ({mode}) of call {target_id}"
+            call.monitors = target.id
+            app = f"supervisor ({monitor.mode.name.lower()}) of call {target.id}"
         else:
             self.media.prompt_test(call.id, chosen.payload_type, self.prompt_audio)
         a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
@@ -880,6 +887,15 @@ class B2bua:
         """End every call (the grace time after SIGTERM is over)."""
         for call in list(self.calls.values()):
             self._hangup(call, "switch shutting down", now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Monitor:
+    """What a supervisor's call joins: a live call, its agent's leg, the mode."""
+
+    call_id: str
+    agent_side: str
+    mode: SupervisorMode
 
 
 def _display_name(req: Request) -> str | None:

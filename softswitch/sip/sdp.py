@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -944,18 +944,31 @@ def chosen_codec(md: MediaDescription) -> CodecRef | None:
     return None
 
 
-def _law_attrs(md: MediaDescription, drop: int, add: str | None) -> tuple[Attribute, ...]:
-    attrs = [
+def _format_attrs(md: MediaDescription, keep: Callable[[str], bool]) -> list[Attribute]:
+    """The stream's attributes without the rtpmap and fmtp lines of the payload types that
+    ``keep`` refuses (RFC 4566 §6: those lines belong to a format of the m-line)."""
+    return [
         a
         for a in md.attributes
         if not (
             a.name in ("rtpmap", "fmtp")
             and a.value is not None
-            and a.value.partition(" ")[0] == str(drop)
+            and not keep(a.value.partition(" ")[0])
         )
     ]
-    if add is None:
-        return tuple(attrs)
+
+
+def _with_stream(sdp: SessionDescription, index: int, md: MediaDescription) -> SessionDescription:
+    media = list(sdp.media)
+    media[index] = md
+    return replace(sdp, media=tuple(media))
+
+
+def _law_attrs(md: MediaDescription, drop: int | None, add: str) -> tuple[Attribute, ...]:
+    """The attributes with those of payload type ``drop`` gone and an rtpmap for ``add``."""
+    attrs = (
+        _format_attrs(md, lambda pt: pt != str(drop)) if drop is not None else list(md.attributes)
+    )
     pt = G711_LAWS[add]
     rtpmap = Attribute("rtpmap", f"{pt} {add.upper()}/8000")
     at = next((i for i, a in enumerate(attrs) if a.name == "rtpmap"), len(attrs))
@@ -984,10 +997,8 @@ def with_other_law(sdp: SessionDescription, index: int) -> tuple[SessionDescript
     # after the offerer's codecs, before its telephone-event
     at = formats.index(str(events[0].payload_type)) if events else len(formats)
     formats.insert(at, str(pt))
-    new_md = replace(md, formats=tuple(formats), attributes=_law_attrs(md, -1, other))
-    media = list(sdp.media)
-    media[index] = new_md
-    return replace(sdp, media=tuple(media)), pt
+    new_md = replace(md, formats=tuple(formats), attributes=_law_attrs(md, None, other))
+    return _with_stream(sdp, index, new_md), pt
 
 
 def as_law(sdp: SessionDescription, index: int, law: str) -> SessionDescription:
@@ -1002,9 +1013,7 @@ def as_law(sdp: SessionDescription, index: int, law: str) -> SessionDescription:
         return sdp
     formats = tuple(str(pt) if f == str(current.payload_type) else f for f in md.formats)
     new_md = replace(md, formats=formats, attributes=_law_attrs(md, current.payload_type, law))
-    media = list(sdp.media)
-    media[index] = new_md
-    return replace(sdp, media=tuple(media))
+    return _with_stream(sdp, index, new_md)
 
 
 def restricted(
@@ -1034,16 +1043,6 @@ def restricted(
     kept = {str(c.payload_type) for c in keep}
     if kept == set(md.formats):
         return sdp
-    attrs = tuple(
-        a
-        for a in md.attributes
-        if not (
-            a.name in ("rtpmap", "fmtp")
-            and a.value is not None
-            and a.value.partition(" ")[0] not in kept
-        )
-    )
+    attrs = tuple(_format_attrs(md, kept.__contains__))
     new_md = replace(md, formats=tuple(f for f in md.formats if f in kept), attributes=attrs)
-    media = list(sdp.media)
-    media[index] = new_md
-    return replace(sdp, media=tuple(media))
+    return _with_stream(sdp, index, new_md)
