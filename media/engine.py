@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from media.call_recording import CallRecording
+from media.capture import LegCapture
 from media.clock import MediaClock
 from media.codecs.registry import by_payload_type
 from media.dtmf import DtmfReceived, GoertzelDetector, Rfc4733Receiver, Rfc4733Sender
@@ -33,7 +34,7 @@ from media.rtp.quality import estimate_mos
 from media.rtp.rewrite import StreamRewriter
 from media.rtp.session import RtpSession, RtpSessionStats
 from media.sender import FrameQueue, LegSender
-from media.tones import dtmf
+from media.tones import RINGBACK_EUROPE, ToneGenerator, dtmf
 from media.transport import PayloadMap, PortPool, PortsExhausted, Relay, RtpEndpoint, g711_map
 
 __all__ = ["DigitSink", "MediaEngine", "PortsExhausted"]
@@ -70,6 +71,7 @@ class _CallMedia:
     laws: tuple[int, int] | None = None
     relay_started: float | None = None
     recording: CallRecording | None = None
+    record_wanted: bool = False  # recorded on demand ("record: start"), not by default
     local: bool = False  # the switch itself is the far end (echo, prompt test): only leg A
     #: what the switch itself sends to a leg on the media clock (prompt, music on hold):
     #: side -> (sender, clock subscription)
@@ -211,6 +213,7 @@ class MediaEngine:
         pool: PortPool,
         *,
         recordings: Path | None = None,
+        record_calls: bool = True,
         recording_options: RecordingOptions | None = None,
         rtcp_interval: float = 5.0,
         inband_dtmf: str = "auto",
@@ -227,8 +230,10 @@ class MediaEngine:
         self._supervising: dict[str, str] = {}  # supervisor's call -> the call it monitors
         self._local_pt: dict[str, int] = {}  # local (IVR) calls -> the payload type of leg A
         self._tones = _ToneBank(self, max(2, pool.capacity))
-        #: record every call into this folder (None: no recording)
+        #: where recordings go (None: calls are never recorded)
         self.recordings = recordings
+        #: record every relayed call (else only calls asked to, see control_recording)
+        self.record_calls = record_calls
         self.recording_options = recording_options or RecordingOptions()
         self.clock = MediaClock(loop)
         #: told of every digit a leg sends as RFC 4733 events
@@ -343,22 +348,49 @@ class MediaEngine:
             return
         a_to_b, b_to_a = _payload_maps(call)
         call.relay = Relay(call.a, call.b, call.ssrc_a, call.ssrc_b, a_to_b=a_to_b, b_to_a=b_to_a)
+        if call.out_a is not None:  # leg A heard the switch before (an IVR): same stream on
+            call.relay.to_a = call.out_a
         call.out_a, call.out_b = call.relay.to_a, call.relay.to_b
         call.relay_started = self.loop.time()
+        if self.recordings is not None and (self.record_calls or call.record_wanted):
+            self._start_recording(call_id, call)
+        else:
+            self._retap(call_id, call)
+
+    def _retap(self, call_id: str, call: _CallMedia) -> None:
+        """The relay's taps: digit detectors, and the recording if there is one."""
+        assert call.relay is not None
         taps: dict[str, list[Callable[[bytearray], None]]] = {"a": [], "b": []}
         for side in ("a", "b"):
             if side in call.events or side in call.inband:
                 taps[side].append(self._detectors(call_id, call, side))
-        if self.recordings is not None:
-            recording = CallRecording(
-                self.clock, self.recordings / f"{call_id}.wav", self.recording_options
-            )
-            taps["a"].append(recording.tap_a)
-            taps["b"].append(recording.tap_b)
-            call.recording = recording
-            recording.start()
+        if call.recording is not None:
+            taps["a"].append(call.recording.tap_a)
+            taps["b"].append(call.recording.tap_b)
         call.relay.tap_a = _chain(taps["a"])
         call.relay.tap_b = _chain(taps["b"])
+
+    def _start_recording(self, call_id: str, call: _CallMedia) -> None:
+        assert self.recordings is not None
+        name = f"{call_id}.wav" if call_id not in self._recording_stops else f"{call_id}-2.wav"
+        recording = CallRecording(self.clock, self.recordings / name, self.recording_options)
+        call.recording = recording
+        recording.start()
+        self._retap(call_id, call)
+
+    def _stop_recording(self, call_id: str, call: _CallMedia) -> None:
+        """Close the call's recording now (its result is kept for :meth:`recording_result`)."""
+        recording, call.recording = call.recording, None
+        if recording is None:
+            return
+        if call.relay is not None:
+            self._retap(call_id, call)
+        task = asyncio.ensure_future(recording.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        if len(self._recording_stops) >= 10000:  # nobody asked: forget the oldest
+            self._recording_stops.pop(next(iter(self._recording_stops)))
+        self._recording_stops[call_id] = task
 
     def echo(self, call_id: str) -> None:
         """Send every packet of leg A straight back to it (the echo test extension), as the
@@ -551,6 +583,23 @@ class MediaEngine:
         call.a.on_rtp = self._detectors(call_id, call, "a")
         self._local_pt[call_id] = payload_type
 
+    def end_local(self, call_id: str) -> None:
+        """Leg A of a local call is about to be relayed to a leg B (an IVR caller bridged to
+        an agent): whatever the switch plays to it stops, its digits go back to the switch's
+        digit hook only, and :meth:`connect` may start the relay. The stream toward A keeps its
+        SSRC and numbering (RFC 3550 §5.1), so its phone sees one continuous source."""
+        call = self._calls.get(call_id)
+        if call is None or not call.local:
+            return
+        if call.finish_playback is not None:
+            call.finish_playback()
+        for side in list(call.senders):
+            self._stop_sender(call, side)
+        self._local_pt.pop(call_id, None)
+        call.listener = None
+        call.local = False
+        call.relay_started = None
+
     def play(
         self,
         call_id: str,
@@ -599,8 +648,59 @@ class MediaEngine:
     def stop_playback(self, call_id: str) -> None:
         """Stop what leg A hears; the playback's ``on_done`` gets None at the next tick."""
         call = self._calls.get(call_id)
-        if call is not None and call.playback is not None:
+        if call is None:
+            return
+        if call.playback is not None:
             call.playback.stop()
+        elif call.finish_playback is not None:  # a stream (music, ringback) ends at once
+            call.finish_playback()
+
+    def play_stream(self, call_id: str, what: str) -> bool:
+        """Loop music on hold (``"music"``) or a ringback tone (``"ringback"``, ITU-T E.180
+        425 Hz, 1 s on, 4 s off) to leg A of a local call, until :meth:`play`,
+        :meth:`stop_playback` or the end of the call. False if there is nothing to play or the
+        call is not a local one."""
+        call = self._calls.get(call_id)
+        out = call.out_a if call is not None else None
+        if call is None or out is None or call_id not in self._local_pt:
+            return False
+        frames: Callable[[], np.ndarray | None]
+        if what == "music":
+            if self.moh is None:
+                return False
+            frames = self.moh.stream(self.loop.time()).read_frame
+        elif what == "ringback":
+            frames = ToneGenerator(RINGBACK_EUROPE).next_frame
+        else:
+            raise ValueError(f"unknown stream {what!r}")
+        if call.finish_playback is not None:
+            call.finish_playback()
+
+        def finish() -> None:
+            if call.finish_playback is finish:
+                call.finish_playback = None
+                self._stop_sender(call, "a")
+
+        call.finish_playback = finish
+        self._start_sender(call, "a", LegSender(call.a, out, self._local_pt[call_id], frames))
+        return True
+
+    def capture(self, call_id: str, max_seconds: float) -> LegCapture | None:
+        """Start keeping what leg A of a local call says (a voicemail message), decoded to
+        8 kHz linear PCM, at most ``max_seconds`` of it; None if the call is not a local one.
+        The digit detectors go on listening. :meth:`LegCapture.samples` gives the audio."""
+        call = self._calls.get(call_id)
+        if call is None or call_id not in self._local_pt:
+            return None
+        capture = LegCapture(int(max_seconds * 8000))
+        detectors = self._detectors(call_id, call, "a")
+
+        def heard(packet: bytearray) -> None:
+            detectors(packet)
+            capture.feed(packet)
+
+        call.a.on_rtp = heard
+        return capture
 
     def _detectors(self, call_id: str, call: _CallMedia, side: str) -> Callable[[bytearray], None]:
         """A packet tap running the leg's digit detectors (RFC 4733 events, in-band tones);
@@ -659,9 +759,29 @@ class MediaEngine:
     # -- recording ------------------------------------------------------------------------------
 
     def control_recording(self, call_id: str, action: str, reason: str = "") -> bool | None:
-        """Pause ("pause") or resume ("resume") a call's recording; None if not recorded."""
+        """Start ("start"), stop ("stop"), pause ("pause") or resume ("resume") a call's
+        recording; whether that changed anything, None if the call is not recorded (or, for
+        "start", cannot be: no recordings folder). A call still answered by the switch itself
+        (an IVR) is recorded from the moment it is bridged."""
         call = self._calls.get(call_id)
-        if call is None or call.recording is None:
+        if call is None:
+            return None
+        if action == "start":
+            if self.recordings is None:
+                return None
+            if call.recording is not None or call.record_wanted:
+                return False
+            call.record_wanted = True
+            if call.relay is not None:
+                self._start_recording(call_id, call)
+            return True
+        if action == "stop":
+            call.record_wanted = False
+            if call.recording is None:
+                return None
+            self._stop_recording(call_id, call)
+            return True
+        if call.recording is None:
             return None
         if action == "pause":
             return call.recording.pause(reason)
@@ -744,13 +864,7 @@ class MediaEngine:
         call.inband.clear()
         if call.finish_playback is not None:
             call.finish_playback()  # the caller hung up during a prompt
-        if call.recording is not None:
-            task = asyncio.ensure_future(call.recording.stop())
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
-            if len(self._recording_stops) >= 10000:  # nobody asked: forget the oldest
-                self._recording_stops.pop(next(iter(self._recording_stops)))
-            self._recording_stops[call_id] = task
+        self._stop_recording(call_id, call)
         return report
 
     async def drain(self) -> None:

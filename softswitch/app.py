@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,17 @@ from media.engine import MediaEngine
 from media.player import MusicOnHold, PromptCache, PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions, RecordingStats
 from media.transport import PortPool
+from softswitch.admin.dialplan_api import DemoCrm, add_dialplan_routes
 from softswitch.admin.http import HttpApi
+from softswitch.apps.lookup import HttpLookups
+from softswitch.apps.queueing import QueueBoard
+from softswitch.apps.runtime import DialplanRuntime, ReloadResult, compile_plan
+from softswitch.apps.voicemail import VoicemailStore
 from softswitch.b2bua.call import Call
 from softswitch.b2bua.service import B2bua, Ids, MediaControl
 from softswitch.config import Settings
 from softswitch.pipeline import Account, SipEngine
-from softswitch.registrar.bindings import BindingTable
+from softswitch.registrar.bindings import Binding, BindingTable
 from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar, same_contact
 from softswitch.security.acl import NetworkAcl
 from softswitch.security.bans import BanList
@@ -181,7 +187,8 @@ class Switch:
                 bind,
                 str(advertised),
                 PortPool(m.rtp_port_min, m.rtp_port_max),
-                recordings=Path(m.recordings) if m.record_calls else None,
+                recordings=Path(m.recordings),
+                record_calls=m.record_calls,
                 recording_options=RecordingOptions(
                     layout=ChannelLayout(m.record_layout), vad_mode=2 if m.talk_stats else None
                 ),
@@ -229,7 +236,31 @@ class Switch:
         self.cdrs = SqliteCdrStore(settings.registrar.binding_store)
         self._cdr_writes: set[asyncio.Task[None]] = set()
         self.b2bua.on_call_ended = self._call_ended
-        self.http = HttpApi(self, cdrs=self.cdrs, token=settings.http.api_token)
+        #: callers waiting in queues (the dialplan's queue action)
+        self.board = QueueBoard(time.time)
+        self.lookups = HttpLookups()
+        self.dialplan: DialplanRuntime | None = None
+        self.mailboxes: VoicemailStore | None = None
+        if settings.dialplan is not None:
+            self._start_dialplan(settings)
+        crm = None
+        if settings.http.demo_crm is not None:
+            crm = DemoCrm(settings.resolve(settings.http.demo_crm))
+        dialplan = self.dialplan
+        self.http = HttpApi(
+            self,
+            cdrs=self.cdrs,
+            token=settings.http.api_token,
+            routes=[
+                lambda api: add_dialplan_routes(
+                    api,
+                    reload=dialplan.reload if dialplan is not None else None,
+                    board=self.board,
+                    mailboxes=self.mailboxes,
+                    crm=crm,
+                )
+            ],
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._watch: asyncio.Task[None] | None = None
@@ -237,19 +268,60 @@ class Switch:
         self.stopping = asyncio.Event()
         self.started = time.time()
 
+    def _start_dialplan(self, settings: Settings) -> None:
+        d = settings.dialplan
+        assert d is not None
+        if self.media is None:
+            log.error("the dialplan needs media.anchor: true; calls go straight to users")
+            return
+        path = settings.resolve(d.file)
+        self.mailboxes = VoicemailStore(Path(d.voicemail))
+        self.dialplan = DialplanRuntime(
+            plan=compile_plan(path),
+            path=path,
+            calls=self.b2bua,
+            media=self.media,
+            locate=self._locate,
+            clock=self.loop.time,
+            after=self._flush,
+            lookups=self.lookups,
+            board=self.board,
+            mailboxes=self.mailboxes,
+            contexts={u.username: u.context for u in settings.users if u.context},
+            default_context=d.context,
+            fixed_time=datetime.fromisoformat(d.at) if d.at else None,
+        )
+        self.engine.router = self.dialplan.route
+        log.info("dialplan %s: %d context(s)", path, len(self.dialplan.plan.contexts))
+
+    def _locate(self, target: str) -> Sequence[Binding] | None:
+        """A bridge target's registered contacts (None for a number that is no user)."""
+        if target not in self.engine.accounts:
+            return None
+        return self.registrar.lookup(target, time.time())
+
+    async def reload(self) -> ReloadResult:
+        """Reload the dialplan (SIGHUP, ``POST /api/reload``)."""
+        if self.dialplan is None:
+            return ReloadResult(False, ("this switch runs without a dialplan",))
+        return await self.dialplan.reload()
+
     def _on_digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
         who = "caller" if side == "a" else "callee"
+        masked = self.dialplan is not None and self.dialplan.masking(call_id)
+        shown = "*" if masked else digit.digit  # personal data (a sensitive gather)
         log.info(
-            "call %s: DTMF %s from the %s (%d ms, %s)",
+            "call %s: DTMF %s from the %s (%d ms, %s)%s",
             call_id,
-            digit.digit,
+            shown,
             who,
             digit.duration_ms,
             digit.source,
+            " (sensitive input, not shown)" if masked else "",
         )
         if call_id not in self.digits and len(self.digits) >= 1000:
             del self.digits[next(iter(self.digits))]  # bounded: the most recent calls
-        self.digits.setdefault(call_id, []).append((side, digit.digit))
+        self.digits.setdefault(call_id, []).append((side, shown))
 
     # -- calls: live view and detail records --------------------------------------------------
 
@@ -271,6 +343,7 @@ class Switch:
             "answered_by": call.answered_by,
             "media": media,
             "digits": [{"side": side, "digit": d} for side, d in self.digits.get(call.id, ())],
+            "dialplan": self.dialplan.session_view(call.id) if self.dialplan is not None else None,
         }
 
     def live_calls(self) -> list[dict[str, object]]:
@@ -290,6 +363,8 @@ class Switch:
 
     def _call_ended(self, call: Call, media_report: object) -> None:
         """Write the call's detail record, off the event loop's critical path."""
+        if self.dialplan is not None:
+            self.dialplan.call_ended(call.id)
         digits = self.digits.pop(call.id, [])
         media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}
         if digits:
@@ -501,6 +576,9 @@ class Switch:
         if self._flush_task is not None:
             await self._flush_task
         await self.http.stop()
+        if self.dialplan is not None:
+            await self.dialplan.close()
+        await self.lookups.close()
         if self.media is not None:
             self.media.close()
             await self.media.drain()
@@ -542,6 +620,15 @@ async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[ReloadResult]] = set()
+
+    def reload() -> None:
+        log.info("SIGHUP: reloading the dialplan")
+        task = asyncio.ensure_future(switch.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     log.info(
         "softswitch %s ready (domain %s, %d users)",
         VERSION,

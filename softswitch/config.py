@@ -14,7 +14,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -38,7 +39,11 @@ from pydantic_core import PydanticKnownError
 from softswitch.yaml_loader import (
     ConfigError,
     ConfigErrors,
+    Loc,
+    YamlDocument,
+    format_path,
     load_model,
+    load_yaml,
     rule_violation,
     validate_with_rules,
 )
@@ -274,6 +279,9 @@ class Http(_Section):
     at least 16 characters of letters, digits and - . _ ~ + / (= only at the end). Best
     taken from the environment (api_token: !env SOFTSWITCH_API_TOKEN). Unset: the /api/
     routes answer only clients on the loopback (127.0.0.0/8, ::1)."""
+    demo_crm: Text | None = None
+    """JSON file of demo CRM members ({"<number>": {"name": ...}}), served at
+    /api/demo/crm/members/<number> for the demo dialplan's identity check; null: none."""
 
     @field_validator("api_token")
     @classmethod
@@ -317,6 +325,8 @@ class User(_Section):
     """Networks (CIDR) the account may register and call from; empty means anywhere."""
     max_contacts: Integer = Field(default=5, ge=1, le=100)
     """Most simultaneous registered contacts (devices) for this account."""
+    context: Text | None = None
+    """The dialplan context of this account's calls (none: ``dialplan.context``)."""
 
     @field_validator("username")
     @classmethod
@@ -589,6 +599,37 @@ class Supervision(_Section):
         }
 
 
+class Dialplan(_Section):
+    """The YAML dialplan that routes every call (checked with ``softswitch check`` and traced
+    with ``softswitch route``); reloaded with SIGHUP or ``POST /api/reload``."""
+
+    file: Text
+    """The plan file (required), relative to this settings file's folder."""
+    context: Text = "internal"
+    """The context of calls from users that name none."""
+    voicemail: Text = "var/voicemail"
+    """Folder of the voicemail boxes (relative to the working directory)."""
+    at: Text | None = None
+    """Route every call as if it arrived at this moment (ISO 8601 with its offset, e.g.
+    "2026-11-23T22:00+09:00"), to try the opening-hours and holiday rules live, as
+    ``softswitch route --at`` does offline. Leave unset in production."""
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValueError(
+                f'expected a time with its offset, e.g. "2026-11-23T22:00+09:00", got "{value}"'
+            )
+        return value
+
+
 class Settings(_Section):
     """Settings of one softswitch process."""
 
@@ -615,6 +656,8 @@ class Settings(_Section):
     """RTP anchoring."""
     supervision: Supervision = Field(default_factory=Supervision)
     """Supervisors listening to, whispering into and barging in on live calls."""
+    dialplan: Dialplan | None = None
+    """The dialplan (none: calls go straight to the user dialled)."""
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 
@@ -669,9 +712,41 @@ def load_settings(path: str | Path) -> Settings:
 
 
 def check(path: str | Path) -> list[ConfigError]:
-    """Every mistake in a settings file (an empty list when it is valid)."""
+    """Every mistake in a settings file and in the dialplan it names (an empty list when
+    both are valid)."""
     try:
-        load_settings(path)
+        settings = load_settings(path)
     except ConfigErrors as exc:
         return exc.errors
-    return []
+    if settings.dialplan is None:
+        return []
+    from softswitch.routing.loader import load_plan
+
+    plan_file = settings.resolve(settings.dialplan.file)
+    try:
+        plan = load_plan(plan_file)
+    except ConfigErrors as exc:
+        return exc.errors
+    except OSError as exc:
+        where = load_yaml(path).position(("dialplan", "file"))
+        return [ConfigError(*where, "dialplan.file", f"{plan_file}: {exc.strerror}")]
+    return context_errors(settings, plan.contexts, load_yaml(path))
+
+
+def context_errors(
+    settings: Settings, contexts: Collection[str], doc: YamlDocument | None = None
+) -> list[ConfigError]:
+    """Users (and the default) naming a context the plan does not have."""
+    assert settings.dialplan is not None
+    known = ", ".join(sorted(contexts))
+    wanted: list[tuple[Loc, str]] = [(("dialplan", "context"), settings.dialplan.context)]
+    wanted += [
+        (("users", i, "context"), u.context) for i, u in enumerate(settings.users) if u.context
+    ]
+    errors = []
+    for loc, name in wanted:
+        if name not in contexts:
+            file, line, col = doc.position(loc) if doc is not None else ("settings", 1, 1)
+            message = f'no context "{name}" in the dialplan (it has {known})'
+            errors.append(ConfigError(file, line, col, format_path(loc), message))
+    return errors

@@ -102,6 +102,9 @@ class SipEngine:
         #: feature code -> "listen" / "whisper" / "barge", followed by an extension
         self.supervise_codes = dict(supervise_codes or {})
         self.supervisors = frozenset(supervisors)
+        #: the dialplan: takes every call that is not to a feature code (caller's INVITE,
+        #: authenticated user, number dialled); None: calls go straight to the user dialled
+        self.router: Callable[[RequestReceived, str, str, float], None] | None = None
         #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
@@ -390,7 +393,13 @@ class SipEngine:
                     return
                 self.b2bua.supervise(event, user, callee, callee[len(code) :], mode, now)
                 return
-        if callee is None or callee not in self.accounts:
+        if callee is None:
+            self._reply(event, 404, now=now)
+            return
+        if self.router is not None:  # the dialplan decides
+            self.router(event, user, callee, now)
+            return
+        if callee not in self.accounts:
             self._reply(event, 404, now=now)
             return
         bindings = self.registrar.lookup(callee, self.wall_clock())

@@ -24,7 +24,7 @@ YAML rules (YAML 1.2 core schema, with these choices):
   mapping or list that contains it, and a document may expand to at most
   :data:`MAX_VALUES` values;
 * ``!env NAME`` is replaced by the value of environment variable NAME (a string); an unset
-  variable is an error;
+  variable is an error, unless a default follows as in the shell: ``!env NAME:-default``;
 * ``!secret NAME`` is replaced by the value of NAME in a secrets file (a YAML mapping of
   ``NAME: value``, given to :func:`load_yaml` or named by a top-level key of the document); an
   unknown name is an error (the messages about secrets name them, never show their values);
@@ -607,7 +607,10 @@ class _Builder:
         name = text.strip()
         if not name:
             return self.invalid(mark, self.child_loc(), "!env needs an environment variable name")
+        name, has_default, default = name.partition(":-")
         value = self.ctx.environ.get(name)
+        if value is None and has_default:
+            return default
         if value is None:
             message = f'environment variable "{name}" is not set'
             return self.invalid(mark, self.child_loc(), message)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from softswitch.apps.dryrun import DryChannel, DryLookups, parse_stub
+from softswitch.apps.session import CallSession
 from softswitch.config import Settings, check, load_settings
 from softswitch.routing.decide import CallFacts, CompiledPlan
 from softswitch.routing.loader import check_plan, load_plan
-from softswitch.routing.schema import Action, Goto, Lookup, Menu, SetVars
+from softswitch.routing.schema import DTMF_KEYS
 from softswitch.yaml_loader import ConfigErrors
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -58,6 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="a call variable"
     )
+    route.add_argument(
+        "--digits",
+        metavar="KEYS,KEYS,...",
+        help="what the caller presses at each prompt that waits for keys, in order "
+        "(e.g. 2,1234#); an empty entry presses nothing there",
+    )
+    route.add_argument(
+        "--stub",
+        action="append",
+        default=[],
+        metavar="SERVICE=JSON",
+        help="the answer of a lookup service (a JSON object, or 'fail'); lookups without "
+        "one are not made and count as failed",
+    )
+    route.add_argument(
+        "--bridge",
+        type=int,
+        default=200,
+        metavar="STATUS",
+        help="how bridges end: 200 answered (default), or a failure such as 486 or 408",
+    )
     return parser
 
 
@@ -100,6 +123,16 @@ def load_for_run(args: argparse.Namespace) -> Settings | None:
     except OSError as exc:
         print(f"{args.config}: {exc.strerror}", file=sys.stderr)
         return None
+    if settings.dialplan is not None:  # the plan it names must be valid too
+        errors = check(args.config)
+        for error in errors:
+            print(error, file=sys.stderr)
+        if errors:
+            print(
+                f"{len(errors)} error(s) in the dialplan; the switch was not started",
+                file=sys.stderr,
+            )
+            return None
     return apply_overrides(settings, args)
 
 
@@ -128,20 +161,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(action: Action) -> str:
-    """One line for an action in a route trace (sensitive values are never shown)."""
-    fields = action.model_dump(exclude={"where"}, exclude_defaults=True, by_alias=True)
-    if isinstance(action, Menu):
-        fields["options"] = sorted(action.options)
-        fields.pop("on_failure", None)
-    for key in ("on_failure",):
-        if key in fields:
-            fields[key] = f"{len(fields[key])} action(s)"
-    name = "set" if isinstance(action, SetVars) else type(action).__name__.lower()
-    shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
-    return f"{name}({shown})" if shown else name
-
-
 def cmd_route(args: argparse.Namespace) -> int:
     try:
         plan = load_plan(args.plan)
@@ -167,7 +186,22 @@ def cmd_route(args: argparse.Namespace) -> int:
             print(f"--var {item!r}: expected NAME=VALUE", file=sys.stderr)
             return 2
         variables[name] = value
-    compiled = CompiledPlan(plan)
+    stubs: dict[str, Mapping[str, object] | None] = {}
+    for item in args.stub:
+        try:
+            name, answer = parse_stub(item)
+        except ValueError as exc:
+            print(f"--stub: {exc}", file=sys.stderr)
+            return 2
+        if name not in plan.services:
+            print(f"--stub: the plan has no service {name!r}", file=sys.stderr)
+            return 2
+        stubs[name] = answer
+    digits = args.digits.split(",") if args.digits is not None else []
+    bad = next((d for d in digits if any(c not in DTMF_KEYS for c in d)), None)
+    if bad is not None:
+        print(f"--digits: {bad!r} holds a key that is not 0-9, *, # or A-D", file=sys.stderr)
+        return 2
     facts = CallFacts(
         number=args.number,
         caller=args.caller,
@@ -177,33 +211,15 @@ def cmd_route(args: argparse.Namespace) -> int:
         variables=variables,
     )
     print(f"call from {args.caller} to {args.number} at {at.isoformat()}")
-    for _hop in range(_MAX_GOTOS):
-        decision = compiled.decide(facts)
-        for line in decision.trace:
-            print(line)
-        if decision.rule is None:
-            return 3
-        print(f"actions of the rule in context {decision.context}:")
-        goto: Goto | None = None
-        for action in decision.actions:
-            print(f"  {action.where}: {_describe(action)}")
-            if isinstance(action, Lookup):
-                service = plan.services[action.service]
-                timeout = action.timeout or service.timeout
-                print(f"    would {action.method} {service.url}{action.path} ({timeout:g} s)")
-            if isinstance(action, Goto):
-                goto = action
-                break
-        if goto is None:
-            return 0
-        number = goto.number or facts.number
-        print(f"goto: {number} in context {goto.context}")
-        facts = replace(facts, context=goto.context, number=number)
-    print(f"more than {_MAX_GOTOS} gotos: stopped", file=sys.stderr)
-    return 3
-
-
-_MAX_GOTOS = 16
+    channel = DryChannel(digits, print, bridge_status=args.bridge)
+    session = CallSession(
+        CompiledPlan(plan), facts, channel, DryLookups(plan, stubs), call_id="dry-run", trace=print
+    )
+    channel.note = session.note  # the channel's lines indented under the action
+    outcome = asyncio.run(session.run())
+    if outcome.path:
+        print(f"path: {' > '.join(outcome.path)}")
+    return 3 if outcome.how == "no route" else 0
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -152,6 +152,7 @@ class HttpApi:
         cdrs: CdrReader | None = None,
         token: str | None = None,
         trusted_networks: Iterable[IPv4Network | IPv6Network] = LOOPBACK,
+        routes: Sequence[Callable[[web.Application], None]] = (),
     ) -> None:
         if token is not None and not token:
             raise ValueError("the API token must not be empty (use None for no token)")
@@ -166,6 +167,8 @@ class HttpApi:
         api.router.add_post("/calls/{call_id}/recording", self.recording)
         api.router.add_get("/calls/{call_id:.+}", self.call)
         api.router.add_get("/cdrs", self.records)
+        for add in routes:  # more routes under /api/ (the dialplan's), same access rule
+            add(api)
         self.app.add_subapp("/api/", api)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -245,9 +248,10 @@ class HttpApi:
         return _error(404, f"no call {call_id}")
 
     async def recording(self, request: web.Request) -> web.Response:
-        """``POST /api/calls/{id}/recording`` with ``{"action": "pause" | "resume",
-        "reason": "card number"}``: the recording holds silence while paused, and the pause
-        is kept beside it (the sensitive parts of a call)."""
+        """``POST /api/calls/{id}/recording`` with ``{"action": "pause" | "resume" | "start" |
+        "stop", "reason": "card number"}``: the recording holds silence while paused, and the
+        pause is kept beside it (the sensitive parts of a call); "start" records a call that
+        was not recorded, "stop" closes the recording."""
         call_id = request.match_info["call_id"]
         try:
             body = await request.json()
@@ -257,15 +261,15 @@ class HttpApi:
             return _error(400, "the body must be a JSON object")
         action = body.get("action")
         reason = body.get("reason", "")
-        if action not in ("pause", "resume"):
-            return _error(400, 'action must be "pause" or "resume"')
+        if action not in ("pause", "resume", "start", "stop"):
+            return _error(400, 'action must be "pause", "resume", "start" or "stop"')
         if not isinstance(reason, str) or len(reason) > 200:
             return _error(400, "reason must be a text of at most 200 characters")
         changed = self.switch.control_recording(call_id, action, reason)
         if changed is None:
             return _error(404, f"no recorded live call {call_id}")
         return web.json_response(
-            {"call_id": call_id, "paused": action == "pause", "changed": changed}
+            {"call_id": call_id, "action": action, "paused": action == "pause", "changed": changed}
         )
 
     async def records(self, request: web.Request) -> web.Response:

@@ -8,14 +8,17 @@ table ``TRANSITIONS``; ``Call.move`` refuses any other step.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.events import Address, TxnKey
 from softswitch.sip.message import Request
+from softswitch.sip.sdp import SessionDescription
 
 
 class CallState(enum.Enum):
+    ROUTING = "routing"  # a dialplan session has the call, unanswered, no fork ringing
     RINGING = "ringing"  # forks sent, no final answer yet
     ANSWERED = "answered"  # a fork answered; 200 sent to the caller
     CONFIRMED = "confirmed"  # the caller's ACK arrived
@@ -24,7 +27,13 @@ class CallState(enum.Enum):
 
 
 TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    CallState.RINGING: frozenset({CallState.ANSWERED, CallState.ENDING, CallState.ENDED}),
+    CallState.ROUTING: frozenset(
+        {CallState.RINGING, CallState.ANSWERED, CallState.ENDING, CallState.ENDED}
+    ),
+    # back to ROUTING: every fork of a session's bridge failed, and the session goes on
+    CallState.RINGING: frozenset(
+        {CallState.ROUTING, CallState.ANSWERED, CallState.ENDING, CallState.ENDED}
+    ),
     CallState.ANSWERED: frozenset({CallState.CONFIRMED, CallState.ENDING, CallState.ENDED}),
     CallState.CONFIRMED: frozenset({CallState.ENDING, CallState.ENDED}),
     CallState.ENDING: frozenset({CallState.ENDED}),
@@ -92,6 +101,15 @@ class Call:
     b_pt: int | None = None  # the G.711 payload type the callee's answer settled on
     supervisors: set[str] = field(default_factory=set)  # supervisor calls on this one
     monitors: str | None = None  # for a supervisor's call: the call it monitors
+    #: a dialplan session runs the call: told the outcome of each bridge it asks for (200,
+    #: or the best failure status of the forks, 408 when the ring time ran out)
+    on_bridge: Callable[[int], None] | None = None
+    local: bool = False  # the switch answered leg A itself (an IVR, a test number)
+    a_pt: int | None = None  # the payload type of leg A's answered stream, when local
+    #: forks of a bridge are ringing while leg A is already answered by the switch
+    bridging: bool = False
+    bridge_start: int = 0  # the first fork of the current bridge (earlier ones are over)
+    a_offer: SessionDescription | None = None  # the caller's SDP offer, parsed
 
     def move(self, new: CallState) -> None:
         if new is self.state:

@@ -50,6 +50,7 @@ from softswitch.sip.sdp import (
     codecs,
     g711_law,
     is_hold,
+    make_offer,
     media_address,
     restricted,
     with_other_law,
@@ -100,6 +101,8 @@ class MediaControl(Protocol):
     def unhold(self, call_id: str, side: str) -> None: ...
 
     def prompt_test(self, call_id: str, payload_type: int, prompt: Any) -> None: ...
+
+    def end_local(self, call_id: str) -> None: ...
 
 
 class Ids:
@@ -193,7 +196,12 @@ class B2bua:
         while self._timers and self._timers[0][0] <= now:
             _, _, call_id = heapq.heappop(self._timers)
             call = self.calls.get(call_id)
-            if call is not None and call.state is CallState.RINGING and call.ring_deadline <= now:
+            if call is None or call.ring_deadline > now:
+                continue
+            if call.on_bridge is not None and (call.state is CallState.RINGING or call.bridging):
+                log.info("call %s: the bridge was not answered in time", call.id)
+                self._bridge_done(call, 408, now)
+            elif call.state is CallState.RINGING:
                 log.info("call %s: no answer within %.0f s", call.id, self.ring_timeout)
                 self._fail_call(call, 408, "No Answer", now)
 
@@ -220,41 +228,13 @@ class B2bua:
     ) -> None:
         """Fork the caller's INVITE to every contact of ``callee`` (§16.6)."""
         req = event.request
-        if self.draining:
-            self._reply(now, event.key, req, 503, "Shutting Down", extra=[("Retry-After", "30")])
-            return
-        if len(self.calls) >= self.max_calls:
-            self._reply(now, event.key, req, 503, "Too Many Calls")
-            return
-        if not bindings:
+        if not self.draining and len(self.calls) < self.max_calls and not bindings:
             self._reply(now, event.key, req, 480, "Temporarily Unavailable")
             return
-        offer: tuple[SessionDescription, int] | None = None
-        if self.media is not None and req.body and req.content_type == "application/sdp":
-            try:
-                sdp = SessionDescription.parse(req.body)
-                offer = (sdp, anchor_stream(sdp))
-            except RemoteProtocolError as exc:
-                self._reply(now, event.key, req, exc.status, exc.message)
-                return
-        call = Call(self.ids.call_id(), caller, callee, now)
-        call.caller_name = _display_name(req)
-        if offer is not None and self.media is not None:
-            try:
-                call.ports = self.media.allocate(call.id)
-            except PortsExhausted:
-                log.warning("call from %s refused: no RTP ports left", caller)
-                self._reply(now, event.key, req, 503, "No Media Ports")
-                return
-            call.stream = offer[1]
-            forwarded, added = with_other_law(offer[0], call.stream)
-            if added is not None:  # the switch translates if a fork speaks only the other
-                law = g711_law(offer[0].media[call.stream])
-                call.a_law = law.name.lower() if law is not None else None
-            call.offer_for_b = self._rewrite(call, forwarded, "a")
-        call.a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
-        self.calls[call.id] = call
-        self._a_invites[event.key] = call
+        call = self._new_call(event, caller, callee, now)
+        if call is None:
+            return
+        call.move(CallState.RINGING)
         mf = req.max_forwards
         frm = req.from_
         for binding in bindings:
@@ -265,6 +245,156 @@ class B2bua:
         call.ring_deadline = now + self.ring_timeout
         self._arm(call, call.ring_deadline)
         log.info("call %s: %s -> %s, %d fork(s)", call.id, caller, callee, len(call.forks))
+
+    def _new_call(
+        self, event: RequestReceived, caller: str, callee: str, now: float
+    ) -> Call | None:
+        """A call for the caller's INVITE, in state ROUTING, its media allocated and the
+        caller's offer prepared for forks; None (and the caller told why) if it cannot be had.
+        """
+        req = event.request
+        if self.draining:
+            self._reply(now, event.key, req, 503, "Shutting Down", extra=[("Retry-After", "30")])
+            return None
+        if len(self.calls) >= self.max_calls:
+            self._reply(now, event.key, req, 503, "Too Many Calls")
+            return None
+        offer: tuple[SessionDescription, int] | None = None
+        if self.media is not None and req.body and req.content_type == "application/sdp":
+            try:
+                sdp = SessionDescription.parse(req.body)
+                offer = (sdp, anchor_stream(sdp))
+            except RemoteProtocolError as exc:
+                self._reply(now, event.key, req, exc.status, exc.message)
+                return None
+        call = Call(self.ids.call_id(), caller, callee, now, state=CallState.ROUTING)
+        call.caller_name = _display_name(req)
+        if offer is not None and self.media is not None:
+            try:
+                call.ports = self.media.allocate(call.id)
+            except PortsExhausted:
+                log.warning("call from %s refused: no RTP ports left", caller)
+                self._reply(now, event.key, req, 503, "No Media Ports")
+                return None
+            call.stream = offer[1]
+            call.a_offer = offer[0]
+            forwarded, added = with_other_law(offer[0], call.stream)
+            if added is not None:  # the switch translates if a fork speaks only the other
+                law = g711_law(offer[0].media[call.stream])
+                call.a_law = law.name.lower() if law is not None else None
+            call.offer_for_b = self._rewrite(call, forwarded, "a")
+        call.a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
+        self.calls[call.id] = call
+        self._a_invites[event.key] = call
+        return call
+
+    # -- calls run by a dialplan session -------------------------------------------------------
+
+    def accept(self, event: RequestReceived, caller: str, number: str, now: float) -> Call | None:
+        """Take a call for a dialplan session. The caller's INVITE waits (the transaction
+        layer has sent 100 Trying, RFC 3261 §17.2.1) while the session works; the session then
+        answers it (:meth:`answer`), bridges it (:meth:`bridge`) or refuses it
+        (:meth:`reject`). None, and the caller told why, if the call cannot be taken."""
+        call = self._new_call(event, caller, number, now)
+        if call is not None:
+            log.info("call %s: %s -> %s, in the dialplan", call.id, caller, number)
+        return call
+
+    def answer(self, call_id: str, now: float, by: str = "dialplan") -> int | None:
+        """The switch answers leg A itself (200 OK with its own SDP answer, RFC 3264 §6):
+        the payload type the caller will send and receive, or None if it cannot be answered
+        (no offer, the call gone or answered already)."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is not CallState.ROUTING:
+            return None
+        pt = self._answer_a(call, now)
+        if pt is not None:
+            call.answered_by = by
+        return pt
+
+    def reject(self, call_id: str, status: int, reason: str | None, now: float) -> None:
+        """A session ends its call: an error response while unanswered (e.g. 486 for busy),
+        else BYE."""
+        call = self.calls.get(call_id)
+        if call is None or call.state in (CallState.ENDING, CallState.ENDED):
+            return
+        if call.state in (CallState.ROUTING, CallState.RINGING):
+            cause = f"{status} {reason}" if reason else str(status)
+            self._fail_call(call, status, reason, now, cause=f"dialplan: {cause}")
+        else:
+            self._hangup(call, "dialplan hung up", now)
+
+    def bridge(
+        self,
+        call_id: str,
+        bindings: Sequence[Binding],
+        timeout: float | None,
+        now: float,
+        on_result: Callable[[int], None],
+    ) -> None:
+        """Ring ``bindings`` at once for a session and connect the caller to the first that
+        answers; ``on_result`` gets 200, or the best failure status (§16.7 step 6) when every
+        fork failed, or 408 when ``timeout`` (default: the ring timeout) ran out. Unanswered,
+        the caller's own offer goes out and the answer is relayed; answered already by the
+        switch, the forks get the switch's own offer (a "late" bridge, RFC 3264 §5) and the
+        relay starts when one answers."""
+        call = self.calls.get(call_id)
+        if call is None or call.on_bridge is not None or call.b is not None:
+            on_result(481)
+            return
+        if not bindings:
+            on_result(480)
+            return
+        a_req = call.a.invite
+        if call.state is CallState.ROUTING:
+            call.move(CallState.RINGING)
+        elif call.local and call.state in (CallState.ANSWERED, CallState.CONFIRMED):
+            if self.media is None or call.ports is None:
+                on_result(488)
+                return
+            laws = ("PCMA", "PCMU") if call.a_law == "pcma" else ("PCMU", "PCMA")
+            offer = make_offer(
+                local_address=self.media.address,
+                local_port=call.ports[1],
+                session_id=numeric_id(call.id + "b"),
+                session_version=1,
+                codec_names=laws,
+            )
+            call.offer_for_b = bytes(offer)
+            call.bridging = True
+        else:
+            on_result(481)
+            return
+        call.on_bridge = on_result
+        call.bridge_start = len(call.forks)
+        for binding in bindings:
+            self._send_fork(call, binding, a_req.from_, a_req.max_forwards, now)
+        if len(call.forks) == call.bridge_start:
+            self._bridge_done(call, 480, now)
+            return
+        call.ring_deadline = now + (timeout if timeout is not None else self.ring_timeout)
+        self._arm(call, call.ring_deadline)
+        log.info(
+            "call %s: bridging to %d contact(s)%s",
+            call.id,
+            len(call.forks) - call.bridge_start,
+            " (answered by the switch)" if call.bridging else "",
+        )
+
+    def _bridge_done(self, call: Call, status: int, now: float) -> None:
+        """A session's bridge failed with ``status``: forks still ringing are cancelled, the
+        call is the session's again, and the session is told."""
+        callback, call.on_bridge = call.on_bridge, None
+        if call.bridging:
+            call.bridging = False
+        elif call.state is CallState.RINGING:
+            call.move(CallState.ROUTING)
+        for fork in call.forks[call.bridge_start :]:
+            if fork.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(fork.invite_key, now)
+        log.info("call %s: bridge failed (%d), back to the dialplan", call.id, status)
+        if callback is not None:
+            callback(status)
 
     def supervise(
         self,
@@ -315,49 +445,53 @@ class B2bua:
         if self.draining or len(self.calls) >= self.max_calls:
             self._reply(now, event.key, req, 503, "Service Unavailable")
             return
-        try:
-            offer = SessionDescription.parse(req.body)
-            index = anchor_stream(offer)
-        except RemoteProtocolError as exc:
-            self._reply(now, event.key, req, exc.status, exc.message)
+        call = self._new_call(event, caller, number, now)
+        if call is None:
             return
-        call = Call(self.ids.call_id(), caller, number, now)
-        call.caller_name = _display_name(req)
-        try:
-            call.ports = self.media.allocate(call.id)
-        except PortsExhausted:
-            self._reply(now, event.key, req, 503, "No Media Ports")
-            return
-        call.stream = index
-        answer_sdp, negotiated = sdp_answer(
-            offer,
-            local_address=self.media.address,
-            local_ports=[call.ports[0]] * len(offer.media),
-            session_id=numeric_id(call.id),
-            session_version=1,
-        )
-        chosen = next(n for n in negotiated if n.index == index)
-        self.media.set_remote(
-            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
-        )
-        if app == "echo":
-            self.media.echo(call.id)
-        elif monitor is not None:
+        if monitor is not None:
             target = self.calls.get(monitor.call_id)
             if target is None or not self.media.monitor(
                 target.id, call.id, monitor.mode, monitor.agent_side
             ):
-                self.media.release(call.id)
-                self._reply(now, event.key, req, 404, "No Call To Monitor")
+                self._fail_call(call, 404, "No Call To Monitor", now, cause="nothing to monitor")
                 return
             target.supervisors.add(call.id)
             call.monitors = target.id
             app = f"supervisor ({monitor.mode.name.lower()}) of call {target.id}"
-        else:
-            self.media.prompt_test(call.id, chosen.payload_type, self.prompt_audio)
-        a = Leg(call, "a", req.call_id, self.ids.tag(), event.source, req, event.key)
-        call.a = a
-        self.calls[call.id] = call
+        pt = self._answer_a(call, now)
+        if pt is None:
+            return
+        call.answered_by = app
+        if app == "echo":
+            self.media.echo(call.id)
+        elif monitor is None:
+            self.media.prompt_test(call.id, pt, self.prompt_audio)
+        what = app if app.startswith("supervisor") else f"{app} test"
+        log.info("call %s: %s on the %s (%s)", call.id, caller, what, number)
+
+    def _answer_a(self, call: Call, now: float) -> int | None:
+        """200 OK with the switch's SDP answer to the caller's offer (RFC 3264 §6); the
+        payload type chosen, or None (the caller told why) if there is nothing to answer."""
+        a = call.a
+        req = a.invite
+        if self.media is None or call.a_offer is None or call.ports is None:
+            self._fail_call(call, 488, "This Number Needs An SDP Offer", now, cause="no offer")
+            return None
+        try:
+            answer_sdp, negotiated = sdp_answer(
+                call.a_offer,
+                local_address=self.media.address,
+                local_ports=[call.ports[0]] * len(call.a_offer.media),
+                session_id=numeric_id(call.id),
+                session_version=1,
+            )
+        except RemoteProtocolError as exc:
+            self._fail_call(call, exc.status, exc.message, now)
+            return None
+        chosen = next(n for n in negotiated if n.index == call.stream)
+        self.media.set_remote(
+            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
         ok = make_response(req, 200, "OK", to_tag=a.local_tag)
         ok.headers.add("Contact", f"<{self.contact_for(a.destination.transport)}>")
         ok.headers.add("Allow", ALLOW)
@@ -366,19 +500,20 @@ class B2bua:
         try:
             a.dialog = Dialog.as_uas(req, a.local_tag, ok)
         except RemoteProtocolError as exc:
-            self.media.release(call.id)
-            del self.calls[call.id]
-            self._reply(now, event.key, req, 400, exc.message)
-            return
+            self._fail_call(call, 400, exc.message, now)
+            return None
         self._dialogs[(a.call_id, a.local_tag)] = a
         a.state = LegState.UP
         call.answered_at = now
         call.final_status = 200
-        call.answered_by = app
+        call.local = True
+        call.a_pt = chosen.payload_type
+        law = chosen.codec.lower()
+        call.a_law = law if law in G711_LAWS else None
         call.move(CallState.ANSWERED)
-        self.layer.respond(event.key, ok, now)
-        what = app if app.startswith("supervisor") else f"{app} test"
-        log.info("call %s: %s on the %s (%s)", call.id, caller, what, number)
+        self._a_invites.pop(a.invite_key, None)
+        self.layer.respond(a.invite_key, ok, now)
+        return chosen.payload_type
 
     def _send_fork(
         self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float
@@ -458,7 +593,7 @@ class B2bua:
         call = self._a_invites.get(event.invite_key)
         if call is None:
             return False
-        if call.state is CallState.RINGING:
+        if call.state in (CallState.RINGING, CallState.ROUTING):
             log.info("call %s: cancelled by the caller", call.id)
             self._fail_call(call, 487, "Request Terminated", now, cause="cancelled")
         return True
@@ -715,9 +850,17 @@ class B2bua:
         self.layer.send_stateless(_clone(ack), fork.destination)
         fork.state = LegState.UP
         self._dialogs[(fork.call_id, fork.local_tag)] = fork
-        if call.state is not CallState.RINGING or call.b is not None:
-            # Another fork won, or the caller gave up: this one is not wanted (§16.7 step 5).
+        if (
+            (call.state is not CallState.RINGING and not call.bridging)
+            or call.b is not None
+            or call.forks.index(fork) < call.bridge_start
+        ):
+            # Another fork won, the caller gave up, or the bridge this fork belonged to is
+            # over: this one is not wanted (§16.7 step 5).
             self._send_bye(fork, now)
+            return
+        if call.bridging:
+            self._late_bridge_answered(call, fork, resp, now)
             return
         call.b = fork
         call.answered_at = now
@@ -746,11 +889,40 @@ class B2bua:
         log.info("call %s: answered by %s", call.id, fork.invite.uri)
         if a.dialog is None:
             self._hangup(call, "caller gave no Contact", now)
+            return
+        self._bridged(call)
+
+    def _late_bridge_answered(self, call: Call, fork: Leg, resp: Response, now: float) -> None:
+        """A fork of a late bridge answered: leg A, answered by the switch, now hears it."""
+        call.b = fork
+        call.bridging = False
+        call.answered_by = str(fork.invite.uri)
+        for other in call.forks:
+            if other is not fork and other.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(other.invite_key, now)
+        if self.media is not None:
+            self.media.end_local(call.id)
+        call.local = False
+        if resp.body:
+            self._anchor_body(call, resp.body, "b")  # B's address and law; relay started
+        log.info("call %s: bridged to %s", call.id, fork.invite.uri)
+        self._bridged(call)
+
+    @staticmethod
+    def _bridged(call: Call) -> None:
+        callback, call.on_bridge = call.on_bridge, None
+        if callback is not None:
+            callback(200)
 
     def _fork_failed(self, fork: Leg, status: int, now: float) -> None:
         call = fork.call
         fork.state = LegState.FAILED
         fork.status = status
+        if call.on_bridge is not None and (call.state is CallState.RINGING or call.bridging):
+            attempt = call.forks[call.bridge_start :]
+            if all(f.state is LegState.FAILED for f in attempt):
+                self._bridge_done(call, min((f.status for f in attempt), key=_status_rank), now)
+            return
         if call.state is not CallState.RINGING:
             self._maybe_finish(call)
             return
@@ -762,6 +934,7 @@ class B2bua:
         self, call: Call, status: int, reason: str | None, now: float, cause: str = ""
     ) -> None:
         """Give the caller a final error and stop every fork still ringing."""
+        call.on_bridge = None
         call.end_cause = cause or reason or str(status)
         call.final_status = status
         a = call.a
@@ -779,10 +952,16 @@ class B2bua:
         if call.state is CallState.ENDED:
             return
         call.end_cause = call.end_cause or cause
-        if call.state is CallState.RINGING:
+        call.on_bridge = None
+        if call.state in (CallState.RINGING, CallState.ROUTING):
             self._fail_call(call, 480, "Temporarily Unavailable", now, cause)
             return
         call.move(CallState.ENDING)
+        if call.bridging:  # a late bridge still ringing
+            call.bridging = False
+            for fork in call.forks:
+                if fork.state in (LegState.TRYING, LegState.EARLY):
+                    self.layer.send_cancel(fork.invite_key, now)
         self._a_invites.pop(call.a.invite_key, None)
         for leg in call.legs():
             if leg is not skip and leg.state is LegState.UP:

@@ -890,8 +890,9 @@ class Bridge(_Action):
         AfterValidator(_non_empty("user")),
     ]
     """A user or number, or a list of them rung at the same time."""
-    timeout: Seconds = 30
-    """Seconds to ring before giving up (the rule continues with its next action)."""
+    timeout: Seconds | None = None
+    """Seconds to ring before giving up (the rule continues with its next action); none:
+    the switch's ``calls.ring_timeout``."""
 
 
 class Queue(_Action):
@@ -965,6 +966,7 @@ class _Form:
     bare: bool = False
     scalar: str | None = None
     scalar_what: str = ""
+    scalar_list: bool = False  # the single field also takes a list (play: [a, b])
     whole: str | None = None
 
     def __get_pydantic_core_schema__(
@@ -985,7 +987,9 @@ class _Form:
             except ValidationError as exc:
                 raise _relocated(exc, lambda loc: loc[1:] if loc[:1] == (whole,) else loc) from None
         if self.scalar is not None and not isinstance(argument, Mapping):
-            if isinstance(_as_text(argument), str):
+            if isinstance(_as_text(argument), str) or (
+                self.scalar_list and isinstance(argument, list)
+            ):
                 return handler({self.scalar: argument})
             raise _custom(f"expected {self.scalar_what} or a mapping, got {_show(argument)}")
         return handler(argument)
@@ -1020,17 +1024,17 @@ class _Form:
 
 _FORMS: dict[type[_Action], _Form] = {
     Answer: _Form("answer", bare=True),
-    Play: _Form("play"),
+    Play: _Form("play", scalar="prompt", scalar_what="a prompt", scalar_list=True),
     Menu: _Form("menu"),
     Gather: _Form("gather"),
     SetVars: _Form("set", whole="variables"),
     Lookup: _Form("lookup"),
-    Bridge: _Form("bridge"),
-    Queue: _Form("queue"),
-    Voicemail: _Form("voicemail"),
+    Bridge: _Form("bridge", scalar="to", scalar_what="a user", scalar_list=True),
+    Queue: _Form("queue", scalar="name", scalar_what="the name of a queue"),
+    Voicemail: _Form("voicemail", scalar="mailbox", scalar_what="a mailbox"),
     Record: _Form("record", scalar="action", scalar_what="start, pause, resume or stop"),
     Goto: _Form("goto", scalar="context", scalar_what="the name of a context"),
-    Transfer: _Form("transfer"),
+    Transfer: _Form("transfer", scalar="to", scalar_what="a user or number"),
     Hangup: _Form("hangup", bare=True),
 }
 ACTION_KEYS: tuple[str, ...] = tuple(form.key for form in _FORMS.values())

@@ -88,7 +88,7 @@ def test_route_traces_a_call_through_the_example_plan_step_by_step() -> None:
         "route", "--plan", plan, "--from", "0312345678", "--to", "100",
         "--at", "2026-11-24T22:00+09:00",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 3, out.stderr  # the transfer reaches no rule: refused
     assert out.stdout.splitlines() == [
         "call from 0312345678 to 100 at 2026-11-24T22:00:00+09:00",
         "context public",
@@ -96,22 +96,134 @@ def test_route_traces_a_call_through_the_example_plan_step_by_step() -> None:
         f"  rule '100' ({plan}:95:9): taken",
         "actions of the rule in context public:",
         f"  {plan}:97:13: goto(context='closed', number='100')",
-        "goto: 100 in context closed",
-        "context closed",
-        f"  rule '_X!' ({plan}:116:9): skipped, Tue 2026-11-24 22:00 JST is within hours "
+        "    context closed",
+        f"      rule '_X!' ({plan}:116:9): skipped, Tue 2026-11-24 22:00 JST is within hours "
         "night_shift",
-        f"  rule '_X!' ({plan}:122:9): skipped, 2026-11-24 is not in calendar holidays",
-        f"  rule '_X!' ({plan}:125:9): taken",
-        "actions of the rule in context closed:",
-        f"  {plan}:127:13: transfer(to='1004')",
+        f"      rule '_X!' ({plan}:122:9): skipped, 2026-11-24 is not in calendar holidays",
+        f"      rule '_X!' ({plan}:125:9): taken",
+        "    actions of the rule in context closed:",
+        f"      {plan}:127:13: transfer(to='1004')",
+        "        context public",
+        f"          rule '_1XXX' ({plan}:100:9): skipped, caller name None does not match "
+        "'/(?i).*partner.*/'",
+        "          context features",
+        "        no rule for '1004': the call is refused (404)",
+        "        would answer 404 Not Found: no route",
+        "path: goto closed > transfer 1004",
     ]
+
+
+DEMO = "configs/dialplan/demo.yaml"
+CRM = 'crm={"member": "12345678", "name": "Hanako Yamada", "tier": "gold"}'
+
+
+def demo_route(at: str, *more: str) -> list[str]:
+    out = softswitch(
+        "route", "--plan", DEMO, "--context", "internal", "--from", "1001", "--to", "100",
+        "--at", at, *more,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_route_demo_plan_account_changes_with_an_identity_check() -> None:
+    lines = demo_route("2026-11-24T10:00+09:00", "--digits", "2,12345678#", "--stub", CRM)
+    assert lines == [
+        "call from 1001 to 100 at 2026-11-24T10:00:00+09:00",
+        "context internal",
+        "  context main",
+        f"    rule '100' ({DEMO}:48:9): taken",
+        "actions of the rule in context main:",
+        f"  {DEMO}:51:13: answer",
+        f"  {DEMO}:52:13: menu(prompt='demo/main-menu', options=['0', '1', '2'], timeout=4, "
+        "retries=1, invalid_prompt='demo/invalid', timeout_prompt='demo/no-input', "
+        "on_failure='2 action(s)')",
+        "    key 2",
+        f"    {DEMO}:64:21: set(variables={{'reason': 'account'}})",
+        "      reason = 'account'",
+        f"    {DEMO}:65:21: goto(context='identity', number='100')",
+        "      context identity",
+        f"        rule '100' ({DEMO}:84:9): taken",
+        "      actions of the rule in context identity:",
+        f"        {DEMO}:86:13: gather(prompt='demo/member-number', into='member', "
+        "min_digits=4, max_digits=10, timeout=6, inter_digit_timeout=4, sensitive=True, "
+        "on_failure='2 action(s)')",
+        "          member = 8 digit(s), sensitive (terminator)",
+        f"        {DEMO}:98:13: lookup(service='crm', path='/members/${{member}}', into='crm', "
+        "screen_pop=['crm_name', 'crm_tier'], on_failure='3 action(s)')",
+        "          GET http://127.0.0.1:8080/api/demo/crm/members/**** (2 s)",
+        "          answered: crm_member='12345678', crm_name='Hanako Yamada', crm_tier='gold'",
+        f"        {DEMO}:107:13: play(prompt='demo/hold-account')",
+        f"        {DEMO}:108:13: queue(name='account', priority=5, data_class='personal')",
+        "          would wait in queue account (priority 5, data_class personal); screen pop: "
+        "crm_name='Hanako Yamada', crm_tier='gold'",
+        "          left the queue: dry run",
+        "path: menu demo/main-menu: 2 > goto identity > gather member > lookup crm: ok > "
+        "queue account",
+    ]
+    assert not any("12345678#" in line for line in lines)  # typed digits are never shown
+
+
+def test_route_demo_plan_other_paths() -> None:
+    at = "2026-11-24T10:00+09:00"
+    general = demo_route(at, "--digits", "1")
+    assert general[-3:] == [
+        "      would wait in queue general (priority 0, data_class general); screen pop: nothing",
+        "      left the queue: dry run",
+        "path: menu demo/main-menu: 1 > queue general",
+    ]
+    silent = demo_route(at)  # nothing pressed: the menu once more, then goodbye
+    assert silent[-8:] == [
+        "    no key in 4 s (try 1 of 2)",
+        "    play demo/no-input",
+        "    no key in 4 s (try 2 of 2)",
+        "    no valid key: on_failure",
+        f"    {DEMO}:71:19: play(prompt='demo/goodbye')",
+        f"    {DEMO}:72:19: hangup",
+        "      would hang up (BYE): dialplan: normal",
+        "path: menu demo/main-menu: no choice > hangup normal",
+    ]
+    short = demo_route(at, "--digits", "2,99#")
+    assert "          member: 2 digit(s), sensitive, fewer than 4 (terminator)" in short
+    assert short[-1] == (
+        "path: menu demo/main-menu: 2 > goto identity > gather member: failed > hangup normal"
+    )
+    unknown = demo_route(at, "--digits", "2,11112222#", "--stub", "crm=fail")
+    assert "          failed: stubbed to fail" in unknown
+    assert unknown[-2:] == [
+        "            would hang up (BYE): dialplan: rejected",
+        "path: menu demo/main-menu: 2 > goto identity > gather member > lookup crm: failed > "
+        "hangup rejected",
+    ]
+    night = demo_route("2026-11-24T22:00+09:00")
+    assert (
+        f"    rule '100' ({DEMO}:48:9): skipped, Tue 2026-11-24 22:00 JST is outside hours open"
+    ) in night
+    assert "    would record a message of up to 120 s into mailbox main" in night
+    assert night[-1] == "path: voicemail main"
+    holiday = demo_route("2026-12-31T10:00+09:00")
+    assert f"    rule '100' ({DEMO}:48:9): skipped, 2026-12-31 is in calendar holidays" in holiday
+    assert holiday[-1] == "path: voicemail main"
+
+
+def test_route_rejects_bad_digits_and_stubs() -> None:
+    base = ("route", "--plan", DEMO, "--from", "1001", "--to", "100")
+    out = softswitch(*base, "--digits", "2,12x")
+    assert out.returncode == 2 and "'12x' holds a key that is not" in out.stderr
+    out = softswitch(*base, "--stub", "nope={}")
+    assert out.returncode == 2 and "the plan has no service 'nope'" in out.stderr
+    out = softswitch(*base, "--stub", "crm=[1]")
+    assert out.returncode == 2 and "expected a JSON object" in out.stderr
 
 
 def test_route_refuses_unknown_numbers_and_bad_times() -> None:
     plan = "configs/dialplan/example.yaml"
     out = softswitch("route", "--plan", plan, "--from", "1", "--to", "555", "--at", "2026-11-24")
     assert out.returncode == 3
-    assert out.stdout.splitlines()[-1] == "no rule for '555': the call is refused (404)"
+    assert out.stdout.splitlines()[-2:] == [
+        "no rule for '555': the call is refused (404)",
+        "would answer 404 Not Found: no route",
+    ]
     bad = softswitch("route", "--plan", plan, "--from", "1", "--to", "100", "--at", "tomorrow")
     assert bad.returncode == 2 and "expected ISO 8601" in bad.stderr
     assert "Traceback" not in bad.stderr

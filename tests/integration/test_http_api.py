@@ -366,10 +366,15 @@ async def test_recording_pause_and_resume_and_their_refusals() -> None:
         url = f"{base}/api/calls/abc/recording"
         async with session.post(url, json={"action": "pause", "reason": "card"}) as response:
             assert response.status == 200
-            assert await response.json() == {"call_id": "abc", "paused": True, "changed": True}
+            assert await response.json() == {
+                "call_id": "abc",
+                "action": "pause",
+                "paused": True,
+                "changed": True,
+            }
         assert switch.recording_actions == [("abc", "pause", "card")]
         cases = [
-            ({"action": "stop"}, 400, 'action must be "pause" or "resume"'),
+            ({"action": "halt"}, 400, 'action must be "pause", "resume", "start" or "stop"'),
             ({"action": "pause", "reason": 5}, 400, "reason must be a text"),
             (["pause"], 400, "the body must be a JSON object"),
         ]

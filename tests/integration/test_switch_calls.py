@@ -582,7 +582,7 @@ async def test_recording_paused_over_http_leaves_silence_and_the_record_says_so(
 
         seq = await talk(1.0, 1)
         answer = await loop.run_in_executor(None, post, "pause")
-        assert answer == {"call_id": call_id, "paused": True, "changed": True}
+        assert answer == {"call_id": call_id, "action": "pause", "paused": True, "changed": True}
         seq = await talk(1.0, seq)
         assert (await loop.run_in_executor(None, post, "resume"))["changed"] is True
         await talk(1.0, seq)

@@ -366,7 +366,9 @@ def softswitch_server(
         "--bind",
         "127.0.0.1",
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # the demo dialplan's CRM is served by this switch, on its HTTP port
+    crm = f"http://127.0.0.1:{http_port}/api/demo/crm"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SOFTSWITCH_DEMO_CRM=crm)
     return ServerProcess("softswitch", argv, sip_port, http_port, workdir, env=env, cpu=cpu)
 
 

@@ -263,7 +263,7 @@ def test_default_expires_blames_the_key_that_was_written(tmp_path: Path) -> None
 def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path: Path) -> None:
     config = write(tmp_path / "s.yaml", "http:\n  zzz: 1\n")
     assert [e.message for e in check(config)] == [
-        'unknown key "zzz" (allowed: address, port, api_token)'
+        'unknown key "zzz" (allowed: address, port, api_token, demo_crm)'
     ]
 
 

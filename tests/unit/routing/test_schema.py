@@ -185,7 +185,7 @@ def test_arguments_and_defaults() -> None:
     )
     assert got == (
         Play(prompt=("welcome",), barge_in=False),
-        Bridge(to=("1002",), timeout=30),
+        Bridge(to=("1002",), timeout=None),
         Bridge(to=("1002", "1003"), timeout=20),
         SetVars(variables={"lang": "en", "greeting": "Hello ${caller_name}", "code": "7"}),
         Gather(into="member"),
@@ -264,7 +264,7 @@ def test_actions_can_be_matched_on() -> None:
     got = actions_of("answer", {"bridge": {"to": "1002"}}, {"goto": "public"}, "hangup")
     assert [describe(a) for a in got] == [
         "answer",
-        "bridge 1002 for 30s",
+        "bridge 1002 for Nones",
         "goto public",
         "hangup normal",
     ]
@@ -346,11 +346,23 @@ def test_lookup_rules() -> None:
 def test_seconds() -> None:
     (bridge,) = actions_of({"bridge": {"to": "1", "timeout": "45"}})
     assert isinstance(bridge, Bridge) and bridge.timeout == 45
-    for bad, shown in ((0, "0"), (-5, "-5"), (1.5, "1.5"), ("30s", '"30s"'), (None, "an empty")):
+    (default,) = actions_of({"bridge": {"to": "1", "timeout": None}})
+    assert isinstance(default, Bridge) and default.timeout is None  # the switch's ring timeout
+    for bad, shown in ((0, "0"), (-5, "-5"), (1.5, "1.5"), ("30s", '"30s"')):
         assert errors({"contexts": one_rule({"bridge": {"to": "1", "timeout": bad}})}) == [
             "contexts.public.rules[0].actions[0].bridge.timeout: "
-            f"expected seconds (integer > 0), got {shown}" + (" value" if bad is None else "")
+            f"expected seconds (integer > 0), got {shown}"
         ]
+    assert errors(
+        {
+            "contexts": one_rule(
+                {"menu": {"prompt": "p", "options": {"1": ["answer"]}, "timeout": None}}
+            )
+        }
+    ) == [
+        "contexts.public.rules[0].actions[0].menu.timeout: "
+        "expected seconds (integer > 0), got an empty value"
+    ]
 
 
 # --------------------------------------------------------------------------------------------
