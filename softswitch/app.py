@@ -363,10 +363,14 @@ class Switch:
 
     def _call_ended(self, call: Call, media_report: object) -> None:
         """Write the call's detail record, off the event loop's critical path."""
+        dialplan = None
         if self.dialplan is not None:
+            dialplan = self.dialplan.session_view(call.id)
             self.dialplan.call_ended(call.id)
         digits = self.digits.pop(call.id, [])
         media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}
+        if dialplan is not None:  # the IVR path the caller took, for reports
+            media["dialplan"] = dialplan
         if digits:
             media["digits"] = [{"side": side, "digit": digit} for side, digit in digits]
         recording = media.pop("recording", None)

@@ -160,6 +160,11 @@ class DialplanRuntime:
                 " > ".join(outcome.path) or "-",
             )
         except asyncio.CancelledError:
+            log.info(
+                "call %s: the call ended in the dialplan; path: %s",
+                call_id,
+                " > ".join(running.session.path) or "-",
+            )
             raise
         except Exception:
             # A bug or a bad prompt must not leave the caller in silence: end the call.
