@@ -110,6 +110,7 @@ class Call:
     bridging: bool = False
     bridge_start: int = 0  # the first fork of the current bridge (earlier ones are over)
     a_offer: SessionDescription | None = None  # the caller's SDP offer, parsed
+    sdp_version: int = 1  # o= version of the switch's own SDP toward leg A (RFC 4566 §5.2)
 
     def move(self, new: CallState) -> None:
         if new is self.state:

@@ -652,6 +652,9 @@ class B2bua:
                     self._reply(now, event.key, req, 200, "OK")
                     return True
         other = leg.other
+        if other is None and call.local and leg.side == "a":
+            self._local_in_dialog(call, event, now)  # the switch is the far end
+            return True
         if other is None or other.dialog is None or other.state is not LegState.UP:
             self._reply(now, event.key, req, 481, "Call Leg Gone")
             return True
@@ -681,6 +684,57 @@ class B2bua:
         key = self.layer.send_request(out, other.destination, now)
         self._track(key, _Pending(other, purpose, event.key, leg))
         return True
+
+    def _local_in_dialog(self, call: Call, event: RequestReceived, now: float) -> None:
+        """A request in the dialog of a call the switch answered itself (an IVR, a queue): a
+        re-INVITE or UPDATE (a session refresh, RFC 4028; a new address; hold) gets the
+        switch's answer to the new offer (RFC 3264 §8), OPTIONS a 200; anything else 501."""
+        req = event.request
+        a = call.a
+        if req.method == "OPTIONS":
+            self._reply(
+                now, event.key, req, 200, "OK", to_tag=a.local_tag, extra=[("Allow", ALLOW)]
+            )
+            return
+        if req.method not in ("INVITE", "UPDATE"):
+            self._reply(now, event.key, req, 501, "Not Implemented Here")
+            return
+        contact = self.contact_for(a.destination.transport)
+        if not req.body:  # a refresh without an offer: nothing changes (RFC 4028 §9)
+            self._reply(now, event.key, req, 200, "OK", to_tag=a.local_tag, contact=contact)
+            return
+        if self.media is None or call.ports is None:
+            self._reply(now, event.key, req, 488, "Not Acceptable Here")
+            return
+        try:
+            offer = SessionDescription.parse(req.body)
+            index = anchor_stream(offer)
+            answer_sdp, negotiated = sdp_answer(
+                offer,
+                local_address=self.media.address,
+                local_ports=[call.ports[0]] * len(offer.media),
+                session_id=numeric_id(call.id),
+                session_version=call.sdp_version + 1,
+            )
+        except RemoteProtocolError as exc:
+            self._reply(now, event.key, req, exc.status, exc.message, to_tag=a.local_tag)
+            return
+        call.sdp_version += 1
+        chosen = next(n for n in negotiated if n.index == index)
+        self.media.set_remote(
+            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
+        self._reply(
+            now,
+            event.key,
+            req,
+            200,
+            "OK",
+            body=bytes(answer_sdp),
+            to_tag=a.local_tag,
+            contact=contact,
+            extra=[("Allow", ALLOW)],
+        )
 
     # -- internals -----------------------------------------------------------------------------
 

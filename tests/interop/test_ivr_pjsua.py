@@ -107,6 +107,21 @@ def test_menu_identity_check_and_the_account_queue(
     assert digits[0] == "2" and digits[1:] == ["*"] * 9, digits  # 8 digits and "#", masked
     assert len(re.findall(r"DTMF \* from the caller .*sensitive input", log)) == 9
 
+    # the phone holds and resumes (re-INVITEs to the switch itself): the call stays queued
+    alice.hold(call)
+    time.sleep(0.5)
+    alice.unhold(call)
+    time.sleep(0.5)
+    assert alice.call_info(call)["state"] == "CONFIRMED"
+    assert [c["caller"] for c in waiting()] == ["1001"]
+    assert " 481 " not in switch.stderr_text()[since:]
+    music = tmp_path / "music.wav"
+    alice.media_start(call, 300, str(music))
+    time.sleep(1.5)
+    alice.media_stop(call)
+    waited = heard(music)
+    assert np.sqrt(np.mean(waited[4000:] ** 2)) > 300  # music on hold after the prompt
+
     alice.hangup(call)
     alice.wait_state(call, "DISCONNECTED", timeout=10)
     assert wait_for(lambda: not waiting(), timeout=5) is True
