@@ -53,15 +53,20 @@ class HttpLookups:
             ) as response:
                 if not 200 <= response.status < 300:
                     raise LookupFailed(f"HTTP {response.status}")
-                raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise LookupFailed(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
         except TimeoutError:
             raise LookupFailed(f"no answer within {timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise LookupFailed(f"{type(exc).__name__}: {exc}") from None
         except asyncio.CancelledError:
             raise
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise LookupFailed(f"answer larger than {MAX_ANSWER_BYTES} bytes")
         try:
             data = json.loads(raw)
         except ValueError:

@@ -38,7 +38,6 @@ caller round in circles ends there).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -250,8 +249,15 @@ class CallSession:
     async def run(self) -> SessionOutcome:
         """Route the call and run its actions until it is done with the dialplan."""
         try:
-            with contextlib.suppress(_EndOfRule):
-                await self._route(self.facts)
+            facts, depth = self.facts, 0
+            while True:  # each goto or transfer unwinds to here: no nesting, however many
+                try:
+                    self._depth = depth
+                    await self._route(facts)
+                    break
+                except _Reroute as jump:
+                    facts, depth = jump.facts, jump.depth
+            self._depth = 0
             if self.channel.answered:
                 self.note("end of the actions: hang up")
                 await self.channel.hangup(200, "", "end of the dialplan")
@@ -312,9 +318,7 @@ class CallSession:
         elif isinstance(action, SetVars):
             for name, template in action.variables.items():
                 self.variables[name] = self.render(template)
-                if _REFERENCE.search(template) and any(
-                    m[1] in self.sensitive for m in _REFERENCE.finditer(template)
-                ):
+                if self._uses_sensitive(template):
                     self.sensitive.add(name)
                 self.note(f"{name} = {self._shown(name)!r}")
         elif isinstance(action, Lookup):
@@ -339,22 +343,25 @@ class CallSession:
         elif isinstance(action, Goto):
             number = self.render(action.number) if action.number else self.variables["number"]
             self.path.append(f"goto {action.context}")
-            await self._again(replace(self.facts, context=action.context, number=number))
+            self._again(replace(self.facts, context=action.context, number=number), action.number)
         elif isinstance(action, Transfer):
             to = self.render(action.to)
-            self.path.append(f"transfer {to}")
-            await self._again(replace(self.facts, number=to))
+            self.path.append(f"transfer {self.render(action.to, shown=True)}")
+            self._again(replace(self.facts, number=to), action.to)
         elif isinstance(action, Hangup):
             status, reason = HANGUP_STATUS[action.cause]
             self.path.append(f"hangup {action.cause}")
             await self.channel.hangup(status, reason, f"dialplan: {action.cause}")
             raise _Stop("hangup", None if self.channel.answered else status)
 
-    async def _again(self, facts: CallFacts) -> None:
-        """Route again (goto, transfer); the rest of the current rule is not run."""
+    def _again(self, facts: CallFacts, template: str | None = None) -> None:
+        """Route again (goto, transfer): the rest of the current rule is not run. The jump
+        unwinds to :meth:`run` (its trace lines stay indented under the action). A number
+        made of sensitive variables keeps ``number`` sensitive."""
+        if template is not None and self._uses_sensitive(template):
+            self.sensitive.add("number")
         self.variables["number"] = facts.number
-        await self._route(replace(facts, variables=dict(self.variables)))
-        raise _EndOfRule
+        raise _Reroute(replace(facts, variables=dict(self.variables)), self._depth)
 
     async def _answered(self) -> None:
         if not self.channel.answered:
@@ -478,7 +485,8 @@ class CallSession:
         self.variables["bridge_status"] = str(status)
         if status == 200:
             self.note("answered: the call is bridged")
-            self.path.append(f"bridge {','.join(targets)}")
+            shown = ",".join(self.render(t, shown=True) for t in bridge.to)
+            self.path.append(f"bridge {shown}")
             raise _Stop("bridged")
         self._last_bridge = status
         self.note(f"not connected ({status})")
@@ -503,6 +511,9 @@ class CallSession:
         self.note(f"left the queue: {how}")
         raise _Stop("queued")
 
+    def _uses_sensitive(self, template: str) -> bool:
+        return any(m[1] in self.sensitive for m in _REFERENCE.finditer(template))
+
     # -- display -----------------------------------------------------------------------------------
 
     def _shown(self, name: str) -> str:
@@ -525,9 +536,13 @@ class CallSession:
         return f"{name}({shown})" if shown else name
 
 
-class _EndOfRule(Exception):
-    """The rule reached by a goto or transfer ran out of actions: the rule that jumped does
-    not go on either."""
+class _Reroute(Exception):
+    """A goto or transfer: route these facts next (the trace indented ``depth`` levels)."""
+
+    def __init__(self, facts: CallFacts, depth: int) -> None:
+        super().__init__(facts.number)
+        self.facts = facts
+        self.depth = depth
 
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -103,13 +103,14 @@ class VoicemailStore:
         out: list[dict[str, object]] = []
         if not box.is_dir():
             return out
-        for note in sorted(box.glob("*.json")):
+        for note in box.glob("*.json"):
             try:
                 data = json.loads(note.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and (box / f"{note.stem}.wav").is_file():
                 out.append(data)
+        out.sort(key=_order)
         return out
 
     def mailboxes(self) -> list[dict[str, object]]:
@@ -138,3 +139,10 @@ class VoicemailStore:
         path.with_suffix(".json").unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         return True
+
+
+def _order(message: dict[str, object]) -> tuple[float, str]:
+    """Oldest first; the id breaks ties within one millisecond."""
+    received = message.get("received")
+    when = float(received) if isinstance(received, int | float) else 0.0
+    return when, str(message.get("id"))
