@@ -171,9 +171,8 @@ class DialplanRuntime:
             log.exception("call %s: the dialplan session failed; ending the call", call_id)
             with contextlib.suppress(Exception):
                 await running.channel.hangup(500, "Server Internal Error", "dialplan error")
-        finally:
-            if self.sessions.get(call_id) is running:
-                del self.sessions[call_id]
+        # The entry stays until the call ends (call_ended): a bridged call's live view and
+        # its record keep the IVR path it took.
 
     def call_ended(self, call_id: str) -> None:
         """The B2BUA forgot the call: its session, if still running, stops."""

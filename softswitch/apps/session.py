@@ -329,11 +329,11 @@ class CallSession:
             await self._queue(action)
         elif isinstance(action, Voicemail):
             await self._answered()
+            self.path.append(f"voicemail {action.mailbox}")  # a message usually ends the call
             message = await self.channel.voicemail(
                 self.render(action.mailbox), action.max_length, action.beep, action.prompt
             )
             self.note(f"message {message} left" if message else "no message left")
-            self.path.append(f"voicemail {action.mailbox}")
             await self.channel.hangup(200, "", "voicemail")
             raise _Stop("voicemail")
         elif isinstance(action, Record):
