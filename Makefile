@@ -45,6 +45,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m tools.bench
 	$(PY) -m tools.bench.media_relay
 	$(PY) -m tools.bench.routing
+	$(PY) -m tools.bench.ivr
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
