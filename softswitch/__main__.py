@@ -14,14 +14,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args)
     if args.command == "route":
         return cmd_route(args)
-    settings = load_for_run(args)
-    if settings is None:
+    loaded = load_for_run(args)
+    if loaded is None:
         return 1
+    settings, plan = loaded
     from softswitch.app import configure_logging, run
 
     configure_logging(settings.logging.level, settings.logging.format)
     try:
-        run(settings)
+        run(settings, plan)
     except OSError as exc:
         print(f"softswitch: {exc}", file=sys.stderr)
         return 1

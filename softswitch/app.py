@@ -39,6 +39,8 @@ from softswitch.config import Settings
 from softswitch.pipeline import Account, SipEngine
 from softswitch.registrar.bindings import Binding, BindingTable
 from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar, same_contact
+from softswitch.routing.decide import CompiledPlan
+from softswitch.routing.schema import Plan
 from softswitch.security.acl import NetworkAcl
 from softswitch.security.bans import BanList
 from softswitch.sip.auth import DigestAuthenticator, ha1
@@ -170,7 +172,9 @@ def build_engine(
 class Switch:
     """One running switch: sockets, engine, storage and the HTTP API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plan: Plan | None = None) -> None:
+        """``plan``: the dialplan the settings name, already loaded and checked (else it is
+        loaded here)."""
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self._dirty: dict[tuple[str, str], object] = {}
@@ -242,7 +246,7 @@ class Switch:
         self.dialplan: DialplanRuntime | None = None
         self.mailboxes: VoicemailStore | None = None
         if settings.dialplan is not None:
-            self._start_dialplan(settings)
+            self._start_dialplan(settings, plan)
         crm = None
         if settings.http.demo_crm is not None:
             crm = DemoCrm(settings.resolve(settings.http.demo_crm))
@@ -268,7 +272,7 @@ class Switch:
         self.stopping = asyncio.Event()
         self.started = time.time()
 
-    def _start_dialplan(self, settings: Settings) -> None:
+    def _start_dialplan(self, settings: Settings, plan: Plan | None) -> None:
         d = settings.dialplan
         assert d is not None
         if self.media is None:
@@ -277,7 +281,7 @@ class Switch:
         path = settings.resolve(d.file)
         self.mailboxes = VoicemailStore(Path(d.voicemail))
         self.dialplan = DialplanRuntime(
-            plan=compile_plan(path),
+            plan=CompiledPlan(plan) if plan is not None else compile_plan(path),
             path=path,
             calls=self.b2bua,
             media=self.media,
@@ -611,8 +615,8 @@ def _recording_doc(stats: RecordingStats) -> dict[str, object]:
     return doc
 
 
-async def serve(settings: Settings) -> None:
-    switch = Switch(settings)
+async def serve(settings: Settings, plan: Plan | None = None) -> None:
+    switch = Switch(settings, plan)
     await switch.start()
     # Long-lived objects made at start-up (settings, tables, modules) are never garbage: keep
     # them out of every collection, and collect the young generation less often, since a busy
@@ -645,16 +649,17 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, plan: Plan | None = None) -> None:
+    """Serve until SIGTERM; ``plan`` is the dialplan the settings name, already loaded."""
     Path(settings.registrar.binding_store).parent.mkdir(parents=True, exist_ok=True) if (
         settings.registrar.binding_store != ":memory:"
     ) else None
     try:
         import uvloop
 
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, plan))
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, plan))
 
 
 def configure_logging(level: str, fmt: str, argv: Sequence[str] = ()) -> None:

@@ -20,7 +20,7 @@ from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -47,6 +47,9 @@ from softswitch.yaml_loader import (
     rule_violation,
     validate_with_rules,
 )
+
+if TYPE_CHECKING:
+    from softswitch.routing.schema import Plan
 
 __all__ = [
     "AuthFailures",
@@ -711,26 +714,35 @@ def load_settings(path: str | Path) -> Settings:
     return settings
 
 
+def load_with_plan(path: str | Path) -> tuple[Settings, Plan | None]:
+    """The settings and the dialplan they name (None without one), both checked, and every
+    user's context found in the plan; raises :class:`ConfigErrors` listing every mistake."""
+    from softswitch.routing.loader import load_plan
+
+    settings = load_settings(path)
+    if settings.dialplan is None:
+        return settings, None
+    plan_file = settings.resolve(settings.dialplan.file)
+    try:
+        plan = load_plan(plan_file)
+    except OSError as exc:
+        where = load_yaml(path).position(("dialplan", "file"))
+        error = ConfigError(*where, "dialplan.file", f"{plan_file}: {exc.strerror}")
+        raise ConfigErrors([error]) from None
+    errors = context_errors(settings, plan.contexts, load_yaml(path))
+    if errors:
+        raise ConfigErrors(errors)
+    return settings, plan
+
+
 def check(path: str | Path) -> list[ConfigError]:
     """Every mistake in a settings file and in the dialplan it names (an empty list when
     both are valid)."""
     try:
-        settings = load_settings(path)
+        load_with_plan(path)
     except ConfigErrors as exc:
         return exc.errors
-    if settings.dialplan is None:
-        return []
-    from softswitch.routing.loader import load_plan
-
-    plan_file = settings.resolve(settings.dialplan.file)
-    try:
-        plan = load_plan(plan_file)
-    except ConfigErrors as exc:
-        return exc.errors
-    except OSError as exc:
-        where = load_yaml(path).position(("dialplan", "file"))
-        return [ConfigError(*where, "dialplan.file", f"{plan_file}: {exc.strerror}")]
-    return context_errors(settings, plan.contexts, load_yaml(path))
+    return []
 
 
 def context_errors(

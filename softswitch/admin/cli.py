@@ -12,10 +12,10 @@ from pathlib import Path
 
 from softswitch.apps.dryrun import DryChannel, DryLookups, parse_stub
 from softswitch.apps.session import CallSession
-from softswitch.config import Settings, check, load_settings
+from softswitch.config import Settings, check, load_with_plan
 from softswitch.routing.decide import CallFacts, CompiledPlan
 from softswitch.routing.loader import check_plan, load_plan
-from softswitch.routing.schema import DTMF_KEYS
+from softswitch.routing.schema import DTMF_KEYS, Plan
 from softswitch.yaml_loader import ConfigErrors
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -109,9 +109,11 @@ def apply_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings.model_copy(update={"sip": sip, "http": http})
 
 
-def load_for_run(args: argparse.Namespace) -> Settings | None:
+def load_for_run(args: argparse.Namespace) -> tuple[Settings, Plan | None] | None:
+    """The settings (with the command line's overrides) and their dialplan, both checked;
+    None, every error printed, if either is wrong."""
     try:
-        settings = load_settings(args.config)
+        settings, plan = load_with_plan(args.config)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -123,17 +125,7 @@ def load_for_run(args: argparse.Namespace) -> Settings | None:
     except OSError as exc:
         print(f"{args.config}: {exc.strerror}", file=sys.stderr)
         return None
-    if settings.dialplan is not None:  # the plan it names must be valid too
-        errors = check(args.config)
-        for error in errors:
-            print(error, file=sys.stderr)
-        if errors:
-            print(
-                f"{len(errors)} error(s) in the dialplan; the switch was not started",
-                file=sys.stderr,
-            )
-            return None
-    return apply_overrides(settings, args)
+    return apply_overrides(settings, args), plan
 
 
 def _is_dialplan(path: Path) -> bool:

@@ -199,7 +199,6 @@ class SwitchChannel:
         self.media.play_stream(self.call_id, "music")
         how = "abandoned"
         try:
-            assert entry.outcome is not None
             how = await asyncio.shield(entry.outcome)
             return how
         finally:

@@ -26,7 +26,7 @@ class QueueEntry:
     joined: float  # Unix time
     seq: int
     #: set by whoever takes the caller out of the queue (an agent answered, a timeout...)
-    outcome: asyncio.Future[str] | None = None
+    outcome: asyncio.Future[str]
 
     def view(self, now: float, position: int) -> dict[str, object]:
         r = self.request
@@ -66,8 +66,8 @@ class QueueBoard:
     def join(self, request: QueueRequest) -> QueueEntry:
         """Put a caller in its queue; its position is :meth:`position`."""
         self.leave(request.call_id, "moved")
-        entry = QueueEntry(request, self.clock(), next(self._seq))
-        entry.outcome = asyncio.get_running_loop().create_future()
+        outcome = asyncio.get_running_loop().create_future()
+        entry = QueueEntry(request, self.clock(), next(self._seq), outcome)
         waiting = self.queues.setdefault(request.queue, [])
         waiting.append(entry)
         waiting.sort(key=lambda e: (-e.request.priority, e.seq))
@@ -96,7 +96,7 @@ class QueueBoard:
             counters.longest_abandoned_wait = max(counters.longest_abandoned_wait, waited)
         else:
             counters.left += 1
-        if entry.outcome is not None and not entry.outcome.done():
+        if not entry.outcome.done():
             entry.outcome.set_result(how)
         return entry
 

@@ -42,6 +42,7 @@ from softswitch.sip.message import Request, Response, make_response
 from softswitch.sip.sdp import (
     G711_LAWS,
     MediaDescription,
+    NegotiatedMedia,
     SessionDescription,
     anchor_stream,
     anchored,
@@ -442,9 +443,6 @@ class B2bua:
         if self.media is None or not req.body or req.content_type != "application/sdp":
             self._reply(now, event.key, req, 488, "This Number Needs An SDP Offer")
             return
-        if self.draining or len(self.calls) >= self.max_calls:
-            self._reply(now, event.key, req, 503, "Service Unavailable")
-            return
         call = self._new_call(event, caller, number, now)
         if call is None:
             return
@@ -478,20 +476,10 @@ class B2bua:
             self._fail_call(call, 488, "This Number Needs An SDP Offer", now, cause="no offer")
             return None
         try:
-            answer_sdp, negotiated = sdp_answer(
-                call.a_offer,
-                local_address=self.media.address,
-                local_ports=[call.ports[0]] * len(call.a_offer.media),
-                session_id=numeric_id(call.id),
-                session_version=1,
-            )
+            answer_sdp, chosen = self._answer_offer(call, call.a_offer, call.stream)
         except RemoteProtocolError as exc:
             self._fail_call(call, exc.status, exc.message, now)
             return None
-        chosen = next(n for n in negotiated if n.index == call.stream)
-        self.media.set_remote(
-            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
-        )
         ok = make_response(req, 200, "OK", to_tag=a.local_tag)
         ok.headers.add("Contact", f"<{self.contact_for(a.destination.transport)}>")
         ok.headers.add("Allow", ALLOW)
@@ -685,6 +673,28 @@ class B2bua:
         self._track(key, _Pending(other, purpose, event.key, leg))
         return True
 
+    def _answer_offer(
+        self, call: Call, offer: SessionDescription, index: int, *, new_version: bool = False
+    ) -> tuple[SessionDescription, NegotiatedMedia]:
+        """The switch's own answer to leg A's ``offer`` (RFC 3264 §6; a new ``o=`` version
+        for a re-offer, §8), with leg A's media pointed at what the offer names. Raises
+        RemoteProtocolError (488) when nothing in it can be accepted."""
+        assert self.media is not None and call.ports is not None
+        answer_sdp, negotiated = sdp_answer(
+            offer,
+            local_address=self.media.address,
+            local_ports=[call.ports[0]] * len(offer.media),
+            session_id=numeric_id(call.id),
+            session_version=call.sdp_version + 1 if new_version else call.sdp_version,
+        )
+        if new_version:
+            call.sdp_version += 1
+        chosen = next(n for n in negotiated if n.index == index)
+        self.media.set_remote(
+            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
+        return answer_sdp, chosen
+
     def _local_in_dialog(self, call: Call, event: RequestReceived, now: float) -> None:
         """A request in the dialog of a call the switch answered itself (an IVR, a queue): a
         re-INVITE or UPDATE (a session refresh, RFC 4028; a new address; hold) gets the
@@ -708,22 +718,10 @@ class B2bua:
             return
         try:
             offer = SessionDescription.parse(req.body)
-            index = anchor_stream(offer)
-            answer_sdp, negotiated = sdp_answer(
-                offer,
-                local_address=self.media.address,
-                local_ports=[call.ports[0]] * len(offer.media),
-                session_id=numeric_id(call.id),
-                session_version=call.sdp_version + 1,
-            )
+            answer_sdp, _ = self._answer_offer(call, offer, anchor_stream(offer), new_version=True)
         except RemoteProtocolError as exc:
             self._reply(now, event.key, req, exc.status, exc.message, to_tag=a.local_tag)
             return
-        call.sdp_version += 1
-        chosen = next(n for n in negotiated if n.index == index)
-        self.media.set_remote(
-            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
-        )
         self._reply(
             now,
             event.key,

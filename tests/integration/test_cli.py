@@ -232,3 +232,35 @@ def test_route_refuses_unknown_numbers_and_bad_times() -> None:
 def test_check_validates_a_dialplan_file() -> None:
     out = softswitch("check", "configs/dialplan/example.yaml")
     assert out.returncode == 0 and out.stdout.strip() == "configs/dialplan/example.yaml: OK"
+
+
+def test_run_refuses_a_broken_dialplan_or_a_context_it_lacks(tmp_path: Path) -> None:
+    settings = tmp_path / "s.yaml"
+    settings.write_text(
+        "dialplan: {file: plan.yaml}\n"
+        "users:\n"
+        "  - {username: '1001', password: secret1001}\n"
+        "  - {username: '1002', password: secret1002, context: nowhere}\n",
+        encoding="utf-8",
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        'contexts:\n  internal:\n    rules:\n      - match: "1"\n'
+        '        actions: [{bridge: {to: "1", timeout: "30s"}}]\n',
+        encoding="utf-8",
+    )
+    broken = softswitch("run", "-c", str(settings), "--sip-port", "0", "--http-port", "0")
+    assert broken.returncode == 1
+    assert broken.stderr.splitlines() == [
+        f"{plan}:5:47: contexts.internal.rules[0].actions[0].bridge.timeout: "
+        'expected seconds (integer > 0), got "30s"',
+        f"{settings}: 1 error(s); the switch was not started",
+    ]
+    plan.write_text(plan.read_text(encoding="utf-8").replace('"30s"', "30"), encoding="utf-8")
+    lacking = softswitch("run", "-c", str(settings), "--sip-port", "0", "--http-port", "0")
+    assert lacking.returncode == 1
+    assert lacking.stderr.splitlines() == [
+        f"{settings}:4:55: users[1].context: "
+        'no context "nowhere" in the dialplan (it has internal)',
+        f"{settings}: 1 error(s); the switch was not started",
+    ]

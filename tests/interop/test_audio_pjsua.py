@@ -16,35 +16,14 @@ import numpy as np
 import pytest
 
 from media.dtmf import GoertzelDetector
-from media.player import load_prompt, resample
+from media.player import load_prompt
+from tests.interop.audio import dominant_hz, find_prompt, heard_samples, spectrum_share
 from tests.interop.pjua import UserAgent, call_between
 from tests.interop.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
-
-
-def dominant_hz(path: Path, own_hz: float) -> tuple[float, float]:
-    """The strongest frequency of a WAV, and how many dB it stands above ``own_hz``."""
-    with wave.open(str(path)) as wav:
-        rate = wav.getframerate()
-        raw = wav.readframes(wav.getnframes())
-        channels = wav.getnchannels()
-    samples = np.frombuffer(raw, dtype="<i2").astype(float)
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
-    samples = samples[len(samples) // 4 :]  # skip the call's first moments
-    assert len(samples) > rate // 2, f"{path.name}: only {len(samples)} samples"
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
-    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
-    peak = int(np.argmax(spectrum[1:])) + 1
-
-    def band(hz: float) -> float:
-        i = int(round(hz / (freqs[1] - freqs[0])))
-        return float(spectrum[max(1, i - 5) : i + 6].sum())
-
-    return float(freqs[peak]), 10 * float(np.log10(band(freqs[peak]) / max(band(own_hz), 1e-9)))
 
 
 def test_each_side_hears_the_other(
@@ -110,16 +89,10 @@ def test_prompt_test_plays_the_prompt_then_a_tone_per_digit(
     alice.hangup(call)
     alice.wait_state(call, "DISCONNECTED", timeout=10)
 
-    with wave.open(str(heard)) as wav:
-        rate = wav.getframerate()
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    received = resample(samples, rate, 8000) if rate != 8000 else samples
+    received = heard_samples(heard)
     prompt = load_prompt(ROOT / "configs" / "prompts" / "prompt-test.wav").astype(float)
     # the prompt, by normalised cross-correlation at its best offset
-    x = received.astype(float)
-    corr = np.correlate(x, prompt, mode="valid")
-    energy = np.sqrt(np.convolve(x * x, np.ones(len(prompt)), mode="valid"))
-    score = float(np.max(corr / (energy * np.linalg.norm(prompt) + 1e-9)))
+    score, _ = find_prompt(received, prompt)
     assert score > 0.6, score
     # then the switch's answer to the digit: the DTMF pair of 5, found in band
     detector = GoertzelDetector()
@@ -152,13 +125,6 @@ def test_pcmu_phone_talks_to_pcma_phone_through_the_switch(
     hz, above_own = dominant_hz(heard_by_alice, own_hz=440)
     assert abs(hz - 1000) < 15 and above_own > 20, (hz, above_own)
     assert "translating PCMU <-> PCMA" in switch.stderr_text()
-
-
-def spectrum_share(samples: np.ndarray, rate: int, hz: float) -> float:
-    """The share of a signal's power within 15 Hz of ``hz``."""
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
-    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
-    return float(spectrum[np.abs(freqs - hz) < 15].sum() / max(spectrum.sum(), 1e-9))
 
 
 def test_a_held_party_hears_music_on_hold_then_the_other_party_again(

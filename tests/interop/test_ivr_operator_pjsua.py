@@ -19,23 +19,25 @@ from typing import Any
 
 import pytest
 
-from tests.interop.pjua import UserAgent
-from tests.interop.servers import ServerProcess
-from tests.interop.test_audio_pjsua import dominant_hz
-from tests.interop.test_ivr_voicemail_pjsua import (
-    BEEP_SECONDS,
-    GAP_SECONDS,
-    beep_share,
-    follow_prompt,
-    heard_samples,
+from tests.interop.api import (
     live_call_id,
     mailbox_counts,
     message_wav,
     messages,
-    prompt_seconds,
     wait_log,
     wait_new_message,
 )
+from tests.interop.audio import (
+    BEEP_SECONDS,
+    GAP_SECONDS,
+    beep_share,
+    dominant_hz,
+    follow_prompt,
+    heard_samples,
+    prompt_seconds,
+)
+from tests.interop.pjua import UserAgent
+from tests.interop.servers import ServerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 

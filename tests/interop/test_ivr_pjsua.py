@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from media.player import load_prompt, resample
+from media.player import load_prompt
+from tests.interop.audio import correlation, heard_samples
 from tests.interop.pjua import UserAgent
 from tests.interop.servers import ServerProcess
 
@@ -29,22 +29,6 @@ SWITCH_OVERRIDES = {"dialplan.at": "2026-11-24T10:00+09:00"}
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ROOT / "configs" / "prompts" / "demo"
-
-
-def heard(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as wav:
-        rate = wav.getframerate()
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return (resample(samples, rate, 8000) if rate != 8000 else samples).astype(float)
-
-
-def matches(received: np.ndarray, prompt: np.ndarray) -> np.ndarray:
-    """Normalised cross-correlation of ``prompt`` at every offset of ``received``."""
-    if len(received) < len(prompt):
-        return np.zeros(0)
-    corr = np.correlate(received, prompt, mode="valid")
-    energy = np.sqrt(np.convolve(received * received, np.ones(len(prompt)), mode="valid"))
-    return corr / (energy * np.linalg.norm(prompt) + 1e-9)
 
 
 def wait_for(check: Callable[[], object], timeout: float, interval: float = 0.2) -> object:
@@ -74,7 +58,7 @@ def test_menu_identity_check_and_the_account_queue(
     alice.media_stop(call)
     # the first two seconds of the menu prompt are in what the caller heard
     menu = load_prompt(PROMPTS / "main-menu.wav").astype(float)
-    score = matches(heard(recording), menu[:16000])
+    score = correlation(heard_samples(recording), menu[:16000])
     assert score.size and float(score.max()) > 0.6, float(score.max(initial=0))
 
     alice.dtmf(call, "2")  # barges into the menu: account changes
@@ -119,7 +103,7 @@ def test_menu_identity_check_and_the_account_queue(
     alice.media_start(call, 300, str(music))
     time.sleep(1.5)
     alice.media_stop(call)
-    waited = heard(music)
+    waited = heard_samples(music)
     assert np.sqrt(np.mean(waited[4000:] ** 2)) > 300  # music on hold after the prompt
 
     alice.hangup(call)
@@ -157,14 +141,14 @@ def test_no_key_replays_the_menu_then_hangs_up(
     # the switch ends the call itself after the second try and the goodbye
     alice.wait_state(call, "DISCONNECTED", timeout=30)
     took = time.monotonic() - started
-    received = heard(recording)
-    score = matches(received, menu[:16000].astype(float))
+    received = heard_samples(recording)
+    score = correlation(received, menu[:16000].astype(float))
     peaks = np.flatnonzero(score > 0.6)
     assert peaks.size, float(score.max(initial=0))
     first, last = peaks[0] / 8000, peaks[-1] / 8000
     gap = (len(menu) + len(no_input)) / 8000 + 4
     assert gap - 1.0 < last - first < gap + 2.0, (first, last, gap)  # heard twice
-    assert float(matches(received, no_input.astype(float)).max()) > 0.6
+    assert float(correlation(received, no_input.astype(float)).max()) > 0.6
     # 2 x (menu + 4 s) + no-input + goodbye, give or take
     goodbye = len(load_prompt(PROMPTS / "goodbye.wav")) / 8000
     expected = 2 * (len(menu) / 8000 + 4) + len(no_input) / 8000 + goodbye

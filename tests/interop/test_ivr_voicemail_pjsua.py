@@ -12,181 +12,37 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.error
-import urllib.request
 import wave
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 
-from media.player import load_prompt, resample
+from tests.interop.api import (
+    call_record,
+    live_call_id,
+    mailbox_counts,
+    message_wav,
+    messages,
+    wait_log,
+    wait_new_message,
+)
+from tests.interop.audio import (
+    BEEP_SECONDS,
+    GAP_SECONDS,
+    beep_share,
+    dominant_hz,
+    follow_prompt,
+    heard_samples,
+    prompt_seconds,
+)
 from tests.interop.pjua import UserAgent
 from tests.interop.servers import ServerProcess
-from tests.interop.test_audio_pjsua import dominant_hz, spectrum_share
-
-ROOT = Path(__file__).resolve().parents[2]
-PROMPTS = ROOT / "configs" / "prompts"
-RATE = 8000
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 
 #: 22:00 on Tuesday 2026-11-24 in Asia/Tokyo: outside the demo plan's opening hours
 SWITCH_OVERRIDES = {"dialplan.at": "2026-11-24T22:00+09:00"}
-
-#: what the switch plays between the greeting and the recording (softswitch/apps/channel.py)
-GAP_SECONDS = 0.2
-BEEP_SECONDS = 0.4
-
-
-# --- what the phone heard -----------------------------------------------------------------------
-
-
-def heard_samples(path: Path) -> npt.NDArray[np.float64]:
-    """A pjsua2 recording (mono, at the conference bridge's rate) as 8 kHz samples."""
-    with wave.open(str(path)) as wav:
-        rate = wav.getframerate()
-        channels = wav.getnchannels()
-        raw = wav.readframes(wav.getnframes())
-    samples = np.frombuffer(raw, dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    if rate != RATE:
-        samples = resample(samples, rate, RATE)
-    return samples.astype(np.float64)
-
-
-def find_prompt(
-    heard: npt.NDArray[np.float64], prompt: npt.NDArray[np.float64]
-) -> tuple[float, int]:
-    """Where ``prompt`` sits in ``heard``: the best normalised cross-correlation (1.0 = the
-    same waveform up to a gain) and the sample offset it was found at. The correlation is
-    computed through the FFT (a direct one over a 10 s prompt would take minutes)."""
-    span = len(heard) - len(prompt) + 1
-    assert span > 0, f"heard {len(heard) / RATE:.1f} s, shorter than the prompt"
-    size = 1 << (len(heard) + len(prompt) - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(heard, size) * np.conj(np.fft.rfft(prompt, size)), size)[:span]
-    power = np.concatenate(([0.0], np.cumsum(heard * heard)))
-    window = np.sqrt(np.maximum(power[len(prompt) :] - power[:span], 0.0))
-    # near-silent stretches (RMS under 10) are no match: their ratio is rounding noise
-    audible = window > 10.0 * np.sqrt(len(prompt))
-    scores = np.where(audible, corr / np.where(audible, window, 1.0), 0.0) / np.linalg.norm(prompt)
-    best = int(np.argmax(scores))
-    return float(scores[best]), best
-
-
-def follow_prompt(heard: npt.NDArray[np.float64], name: str) -> tuple[float, int]:
-    """How much of prompt ``name`` was heard, and where it ended (a sample of ``heard``).
-
-    The prompt is cut into half-second pieces, each looked for on its own: a piece counts
-    when it is found (normalised correlation above 0.9) within 0.25 s of where the bulk of
-    the pieces place the prompt. Pieces, not the whole prompt, because the phone's jitter
-    buffer may drop or repeat a 10 ms frame now and then, which shifts the rest of a long
-    prompt and spoils one correlation over all of it. Answers the share of pieces heard (0.0
-    to 1.0) and the end of the prompt as placed by the last piece heard (-1 if none was).
-    """
-    prompt = load_prompt(PROMPTS / f"{name}.wav").astype(np.float64)
-    step = RATE // 2
-    starts = [i for i in range(0, len(prompt), step) if len(prompt) - i >= step // 2]
-    found = [find_prompt(heard, prompt[i : i + step]) for i in starts]
-    shifts = [offset - i for (score, offset), i in zip(found, starts, strict=True) if score > 0.9]
-    if not shifts:
-        return 0.0, -1
-    base = float(np.median(shifts))
-    heard_at = [
-        offset - i
-        for (score, offset), i in zip(found, starts, strict=True)
-        if score > 0.9 and abs(offset - i - base) <= RATE // 4
-    ]
-    return len(heard_at) / len(starts), len(prompt) + heard_at[-1]
-
-
-def beep_share(heard: npt.NDArray[np.float64], end_of_greeting: int) -> float:
-    """The share of 1 kHz in the middle 240 ms of where the beep belongs (after the gap)."""
-    start = end_of_greeting + int((GAP_SECONDS + 0.08) * RATE)
-    window = heard[start : start + int((BEEP_SECONDS - 0.16) * RATE)]
-    assert len(window) > RATE // 5, f"the recording ends {len(heard) - start} samples after the gap"
-    return spectrum_share(window, RATE, 1000.0)
-
-
-def prompt_seconds(name: str) -> float:
-    return len(load_prompt(PROMPTS / f"{name}.wav")) / RATE
-
-
-# --- the switch's side ----------------------------------------------------------------------------
-
-
-def messages(switch: ServerProcess, mailbox: str) -> list[dict[str, Any]]:
-    """``GET /api/voicemail/{mailbox}``: its messages, oldest first."""
-    return list(switch.api(f"/api/voicemail/{mailbox}")["messages"])
-
-
-def mailbox_counts(switch: ServerProcess) -> dict[str, int]:
-    """``GET /api/voicemail``: the mailboxes holding messages, and how many each holds."""
-    return {box["mailbox"]: box["messages"] for box in switch.api("/api/voicemail")["mailboxes"]}
-
-
-def wait_new_message(
-    switch: ServerProcess, mailbox: str, known: set[str], timeout: float = 5.0
-) -> dict[str, Any] | None:
-    """The first message of ``mailbox`` whose id is not in ``known``, polled for at most
-    ``timeout`` seconds (the message is written when the call ends)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        fresh = [m for m in messages(switch, mailbox) if m["id"] not in known]
-        if fresh or time.monotonic() >= deadline:
-            return fresh[0] if fresh else None
-        time.sleep(0.1)
-
-
-def message_wav(switch: ServerProcess, mailbox: str, message_id: str) -> bytes:
-    """``GET /api/voicemail/{mailbox}/{id}``: the message's WAV file."""
-    url = f"http://{switch.host}:{switch.http_port}/api/voicemail/{mailbox}/{message_id}"
-    with urllib.request.urlopen(url, timeout=5.0) as response:
-        assert response.status == 200
-        assert response.headers.get("Content-Type") == "audio/wav"
-        return bytes(response.read())
-
-
-def live_call_id(switch: ServerProcess, caller: str, timeout: float = 3.0) -> str:
-    """The switch's id of ``caller``'s live call, from ``GET /api/calls``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        calls = [c for c in switch.api("/api/calls")["calls"] if c["caller"] == caller]
-        if calls:
-            return str(calls[0]["call_id"])
-        assert time.monotonic() < deadline, f"no live call from {caller} in /api/calls"
-        time.sleep(0.1)
-
-
-def call_record(switch: ServerProcess, call_id: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The detail record of an ended call (``GET /api/calls/{id}`` once it is no longer
-    live), polled for at most ``timeout`` seconds: it is written just after the call ends."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            doc = switch.api(f"/api/calls/{call_id}")
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
-            doc = {"live": None}
-        if doc["live"] is False:
-            return doc
-        assert time.monotonic() < deadline, f"no detail record of call {call_id}: {doc}"
-        time.sleep(0.1)
-
-
-def wait_log(switch: ServerProcess, pattern: str, timeout: float = 5.0) -> re.Match[str] | None:
-    """The first match of ``pattern`` in the switch's log, polled for at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = re.search(pattern, switch.stderr_text())
-        if found or time.monotonic() >= deadline:
-            return found
-        time.sleep(0.1)
 
 
 def dial_closed_line(switch: ServerProcess, phone: UserAgent, heard: Path) -> int:
