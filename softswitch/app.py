@@ -8,7 +8,9 @@ one ``loop.call_at`` armed at the engine's next deadline (principle 2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import hmac
 import logging
 import math
 import secrets
@@ -21,16 +23,20 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from aiohttp import web
 
 from media.dtmf import DtmfReceived
 from media.engine import MediaEngine
 from media.player import MusicOnHold, PromptCache, PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions, RecordingStats
 from media.transport import PortPool
+from softswitch.acd.events import QueueEvent, QueueEventKind
+from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.admin.dialplan_api import DemoCrm, add_dialplan_routes
 from softswitch.admin.http import HttpApi
+from softswitch.admin.records_api import add_records_routes
 from softswitch.apps.lookup import HttpLookups
-from softswitch.apps.queueing import QueueBoard
+from softswitch.apps.queueing import QueueService, acd_config
 from softswitch.apps.runtime import DialplanRuntime, ReloadResult, compile_plan
 from softswitch.apps.voicemail import VoicemailStore
 from softswitch.b2bua.call import Call
@@ -48,8 +54,9 @@ from softswitch.sip.events import Address
 from softswitch.sip.message import Limits
 from softswitch.sip.transaction import Timers
 from softswitch.sip.txn_layer import TransactionLayer
-from softswitch.storage.cdr import CallRecord
-from softswitch.storage.sqlite import SqliteBindingStore, SqliteCdrStore
+from softswitch.storage.cdr import CallRecord, records_csv
+from softswitch.storage.queue_log import events_csv
+from softswitch.storage.sqlite import SqliteBindingStore, SqliteCdrStore, SqliteQueueEventStore
 from softswitch.transport.hub import TransportHub
 
 log = logging.getLogger("softswitch")
@@ -239,9 +246,16 @@ class Switch:
         #: call detail records, in the same database as the bindings
         self.cdrs = SqliteCdrStore(settings.registrar.binding_store)
         self._cdr_writes: set[asyncio.Task[None]] = set()
+        #: the queue log, in the same database
+        self.queue_events = SqliteQueueEventStore(settings.registrar.binding_store)
+        self._event_buffer: list[QueueEvent] = []
+        self._event_writer: asyncio.Task[None] | None = None
         self.b2bua.on_call_ended = self._call_ended
-        #: callers waiting in queues (the dialplan's queue action)
-        self.board = QueueBoard(time.time)
+        #: the ACD: callers waiting in queues (the dialplan's queue action) and agents
+        self.queues = QueueService(
+            acd_config(settings.acd), clock=time.time, locate=self._locate, draw=self._draw
+        )
+        self.queues.sinks.append(self._queue_log)
         self.lookups = HttpLookups()
         self.dialplan: DialplanRuntime | None = None
         self.mailboxes: VoicemailStore | None = None
@@ -251,6 +265,7 @@ class Switch:
         if settings.http.demo_crm is not None:
             crm = DemoCrm(settings.resolve(settings.http.demo_crm))
         dialplan = self.dialplan
+        self.agent_api: AgentApi | None = None
         self.http = HttpApi(
             self,
             cdrs=self.cdrs,
@@ -259,10 +274,18 @@ class Switch:
                 lambda api: add_dialplan_routes(
                     api,
                     reload=dialplan.reload if dialplan is not None else None,
-                    board=self.board,
+                    queues=self.queues,
                     mailboxes=self.mailboxes,
                     crm=crm,
-                )
+                ),
+                lambda api: add_records_routes(
+                    api,
+                    self.cdrs,
+                    self.queue_events,
+                    cdrs_csv=records_csv,
+                    events_csv=events_csv,
+                ),
+                self._add_agent_routes,
             ],
         )
         self._timer: asyncio.TimerHandle | None = None
@@ -271,6 +294,26 @@ class Switch:
         self._purge: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.started = time.time()
+
+    def _add_agent_routes(self, api: web.Application) -> None:
+        self.agent_api = add_agent_routes(
+            api,
+            queues=self.queues,
+            check_password=self._check_agent_password,
+            admin_token=self.settings.http.api_token,
+        )
+
+    def _check_agent_password(self, user: str, password: str) -> bool:
+        """An agent signs in with the digest password of the agent's SIP user, checked against
+        the user's HA1 (RFC 7616 §3.4.2) in constant time."""
+        account = self.engine.accounts.get(user)
+        if account is None:
+            return False
+        realm = self.settings.sip.domain
+        return any(
+            hmac.compare_digest(ha1(user, realm, password, algorithm), expected.lower())
+            for algorithm, expected in account.ha1.items()
+        )
 
     def _start_dialplan(self, settings: Settings, plan: Plan | None) -> None:
         d = settings.dialplan
@@ -289,7 +332,7 @@ class Switch:
             clock=self.loop.time,
             after=self._flush,
             lookups=self.lookups,
-            board=self.board,
+            queues=self.queues,
             mailboxes=self.mailboxes,
             contexts={u.username: u.context for u in settings.users if u.context},
             default_context=d.context,
@@ -371,6 +414,8 @@ class Switch:
         if self.dialplan is not None:
             dialplan = self.dialplan.session_view(call.id)
             self.dialplan.call_ended(call.id)
+        queued = self.queues.connected.get(call.id)
+        self.queues.call_ended(call.id, "agent" if call.end_cause == "callee hung up" else "caller")
         digits = self.digits.pop(call.id, [])
         media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}
         if dialplan is not None:  # the IVR path the caller took, for reports
@@ -390,10 +435,54 @@ class Switch:
             cause=call.end_cause or "normal",
             recording=str(recording) if recording is not None else None,
             media=media,
+            queue=None if queued is None else queued[0],
+            agent=None if queued is None else queued[1],
+            wait=None if queued is None else queued[2],
         )
         task = asyncio.ensure_future(self._write_cdr(record))
         self._cdr_writes.add(task)
         task.add_done_callback(self._cdr_writes.discard)
+
+    def _queue_log(self, events: list[QueueEvent]) -> None:
+        """Log the ACD's events, keep them in the queue log (batched), and put wrap-up codes
+        into the calls' detail records."""
+        for e in events:
+            details = " ".join(f"{k}={v}" for k, v in e.details.items())
+            log.info(
+                "acd: %s%s%s%s %s",
+                e.kind.value,
+                f" queue={e.queue}" if e.queue else "",
+                f" call={e.call_id}" if e.call_id else "",
+                f" agent={e.agent}" if e.agent else "",
+                details,
+            )
+            if e.kind is QueueEventKind.WRAP_UP and e.call_id and e.details.get("code"):
+                task = asyncio.ensure_future(self._store_code(e.call_id, str(e.details["code"])))
+                self._cdr_writes.add(task)
+                task.add_done_callback(self._cdr_writes.discard)
+        self._event_buffer.extend(events)
+        if self._event_writer is None:
+            self._event_writer = asyncio.ensure_future(self._write_events())
+
+    async def _write_events(self) -> None:
+        await asyncio.sleep(0.05)  # a burst of events is one transaction
+        try:
+            while self._event_buffer:
+                batch, self._event_buffer = self._event_buffer, []
+                await self.queue_events.add_many(batch)
+        except Exception:
+            log.exception("writing %d queue event(s) failed", len(self._event_buffer))
+        finally:
+            self._event_writer = None
+
+    async def _store_code(self, call_id: str, code: str) -> None:
+        pending = [t for t in self._cdr_writes if t is not asyncio.current_task()]
+        await asyncio.gather(*pending, return_exceptions=True)  # the record is written first
+        try:
+            if not await self.cdrs.set_wrap_up_code(call_id, code):
+                log.warning("call %s: no detail record for wrap-up code %s", call_id, code)
+        except Exception:
+            log.exception("call %s: storing the wrap-up code failed", call_id)
 
     async def _purge_once(self, keep: float) -> None:
         """Drop call detail records older than ``keep`` seconds."""
@@ -401,6 +490,9 @@ class Switch:
             dropped = await self.cdrs.purge(time.time() - keep)
             if dropped:
                 log.info("purged %d call detail record(s) past retention", dropped)
+            dropped = await self.queue_events.purge(time.time() - keep)
+            if dropped:
+                log.info("purged %d queue event(s) past retention", dropped)
         except Exception:
             log.exception("purging old call detail records failed")
 
@@ -464,7 +556,17 @@ class Switch:
 
     # -- storage (write-behind) -----------------------------------------------------------------
 
+    @staticmethod
+    def _draw(n: int) -> int:
+        """A uniform integer in [0, n) for the random queue strategy."""
+        return secrets.randbelow(n)
+
     def _bindings_changed(self, changed: BindingsChanged) -> None:
+        gone = {aor.partition("@")[0] for aor, _ in changed.removed}
+        now = time.time()
+        for user in gone:
+            if not self.registrar.lookup(user, now):
+                self.queues.agent_unreachable(user)
         for b in changed.saved:
             self._dirty[(b.aor, b.contact)] = b
         for key in changed.removed:
@@ -494,6 +596,7 @@ class Switch:
         s = self.settings
         await self.store.open()
         await self.cdrs.open()
+        await self.queue_events.open()
         if s.calls.record_retention_days > 0:
             keep = s.calls.record_retention_days * 86400.0
             await self._purge_once(keep)  # before serving: never cut off by a quick stop
@@ -583,6 +686,8 @@ class Switch:
             self._timer.cancel()
         if self._flush_task is not None:
             await self._flush_task
+        if self.agent_api is not None:
+            await self.agent_api.close()
         await self.http.stop()
         if self.dialplan is not None:
             await self.dialplan.close()
@@ -593,6 +698,13 @@ class Switch:
         await self.hub.close()
         while self._cdr_writes:
             await asyncio.gather(*self._cdr_writes, return_exceptions=True)
+        self.queues.close()
+        if self._event_writer is not None:
+            await asyncio.gather(self._event_writer, return_exceptions=True)
+        if self._event_buffer:
+            with contextlib.suppress(Exception):
+                await self.queue_events.add_many(self._event_buffer)
+        await self.queue_events.close()
         await self.cdrs.close()
         await self.store.close()
 

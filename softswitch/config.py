@@ -633,6 +633,178 @@ class Dialplan(_Section):
         return value
 
 
+# --------------------------------------------------------------------------------------------
+# ACD: queues and agents
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+Name = Annotated[str, BeforeValidator(_text), Field(pattern=_NAME.pattern)]
+Level = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=100)]
+
+
+class ExitTo(_Section):
+    """Where a caller goes on leaving a queue other than to an agent."""
+
+    action: Literal["hangup", "queue", "voicemail", "callback", "goto"] = "hangup"
+    """hangup (after ``prompt``), queue (``target``: another queue; the call keeps its data
+    class, priority and skills), voicemail (``target``: the mailbox), callback (offer to
+    call the caller back, keeping the place), goto (``target``: an extension of the
+    caller's context, e.g. an IVR branch)."""
+    target: Text | None = None
+    prompt: Text | None = None
+    """Played first (a prompt name of the dialplan's prompts folder)."""
+
+    @model_validator(mode="after")
+    def _target(self) -> ExitTo:
+        if self.action in ("queue", "voicemail", "goto") and not self.target:
+            raise rule_violation((("target",), f'"{self.action}" needs a target'))
+        return self
+
+
+class RelaxStep(_Section):
+    """After ``after`` seconds of waiting, required skill levels are lowered by ``by``."""
+
+    after: Number = Field(gt=0)
+    by: Level
+
+
+class QueueSettings(_Section):
+    """One queue of the ACD."""
+
+    name: Name
+    strategy: Literal[
+        "ring_all", "longest_idle", "round_robin", "fewest_calls", "linear", "random", "skills"
+    ] = "longest_idle"
+    """How the agent is chosen: ring_all (all ready agents at once), longest_idle (the one
+    whose last call ended longest ago), round_robin (the next after the last one offered),
+    fewest_calls, linear (member order), random, skills (best skill match)."""
+    ring_timeout: Number = Field(default=15, gt=0, le=300)
+    """Seconds an agent rings before the offer counts as missed and the caller keeps the
+    place."""
+    retry: Number = Field(default=5, ge=0, le=300)
+    """Seconds before a call is offered again to an agent who missed it."""
+    wrap_up: Number | None = Field(default=None, ge=0, le=3600)
+    """Wrap-up seconds after each call (none: each agent's own)."""
+    skills: Mapping[Name, Level] = Field(default_factory=dict)
+    """Skills (0-100) every call of this queue requires."""
+    relax: tuple[RelaxStep, ...] = ()
+    """Skill relaxation: lower the required levels as the caller waits."""
+    max_length: Integer = Field(default=0, ge=0)
+    """Most callers waiting (0: no limit); the next goes to ``on_full``."""
+    max_wait: Number = Field(default=0, ge=0)
+    """Longest wait in seconds (0: no limit), then ``on_timeout``."""
+    on_timeout: ExitTo = Field(default_factory=ExitTo)
+    on_full: ExitTo = Field(default_factory=ExitTo)
+    on_empty: ExitTo = Field(default_factory=ExitTo)
+    join_when: Literal["always", "logged_in", "available"] = "always"
+    """Join only if an agent who may take the call is logged in (``logged_in``) or logged in
+    and not on a break (``available``); else ``on_empty`` at once."""
+    stay_when: Literal["always", "logged_in", "available"] = "always"
+    """The same test while waiting, when agents log out or go not ready."""
+    personal_locations: tuple[Literal["onsite", "home"], ...] = ("onsite",)
+    """Agent locations that may take calls tagged ``data_class: personal``."""
+    service_level: Number = Field(default=20, gt=0)
+    """Answer within this many seconds to count towards the service level."""
+    music: Text | None = None
+    """Music on hold (a prompt name; none: the switch's hold music)."""
+    announce_position: Number = Field(default=0, ge=0)
+    """Seconds between announcements of the caller's position and estimated wait (0: none)."""
+    announce_first: Number = Field(default=15, ge=0)
+    """Seconds after joining of the first position announcement."""
+    periodic_prompt: Text | None = None
+    """A message repeated while the caller waits."""
+    periodic_every: Number = Field(default=60, gt=0)
+    exit_key: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] | None = None
+    """A key that leaves the queue for ``exit_to``."""
+    exit_to: Text | None = None
+    """The extension (in the caller's context) the exit key goes to."""
+    callback_key: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] | None = None
+    """A key that asks for a callback, keeping the caller's place."""
+    callback_first: Literal["caller", "agent"] = "caller"
+    """When a callback reaches the front: call the caller first, or the agent first."""
+
+    @model_validator(mode="after")
+    def _keys(self) -> QueueSettings:
+        if self.exit_key is not None and not self.exit_to:
+            raise rule_violation((("exit_to",), "the exit key needs exit_to"))
+        if self.exit_key is not None and self.exit_key == self.callback_key:
+            raise rule_violation((("callback_key",), "the same key as exit_key"))
+        return self
+
+
+class AgentSettings(_Section):
+    """A call-center agent (or supervisor)."""
+
+    id: Name
+    """The agent's id (login name in the agent API)."""
+    name: Text
+    """The agent's name, as supervisors see it."""
+    user: Text
+    """The SIP user whose phone rings for this agent; its password is the agent's login."""
+    location: Literal["onsite", "home"] = "onsite"
+    """Where the agent works: home agents never get calls tagged personal (unless a queue's
+    ``personal_locations`` says otherwise)."""
+    agent_class: Text = Field(default="inbound", alias="class")
+    """The agent's class; classes listed in ``acd.outbound_only_classes`` take no inbound
+    calls."""
+    skills: Mapping[Name, Level] = Field(default_factory=dict)
+    roles: tuple[Literal["agent", "supervisor"], ...] = ("agent",)
+    queues: Mapping[Name, Annotated[int, BeforeValidator(_integer), Field(ge=0, le=1000)]] = Field(
+        default_factory=dict
+    )
+    """The queues this agent serves, each with a penalty (lower is offered first)."""
+    wrap_up: Number = Field(default=0, ge=0, le=3600)
+    """Wrap-up seconds after a call, unless the queue sets its own."""
+    max_misses: Integer = Field(default=3, ge=1, le=100)
+    """Offers missed in a row before the agent is made not ready (reason missed)."""
+
+
+class AcdSettings(_Section):
+    """Queues, agents, reason codes and wrap-up codes of the ACD."""
+
+    queues: tuple[QueueSettings, ...] = ()
+    agents: tuple[AgentSettings, ...] = ()
+    reasons: tuple[Name, ...] = ("break", "lunch", "training", "meeting")
+    """Not-ready reasons agents choose from (missed, unreachable and supervisor are the
+    switch's own)."""
+    wrap_up_codes: tuple[Name, ...] = ()
+    """Disposition codes an agent gives at the end of wrap-up (empty: any)."""
+    outbound_only_classes: tuple[Text, ...] = ()
+    """Agent classes never offered inbound calls."""
+
+    @model_validator(mode="after")
+    def _references(self) -> AcdSettings:
+        problems: list[tuple[Loc, str]] = []
+        queues: dict[str, int] = {}
+        for i, q in enumerate(self.queues):
+            if q.name in queues:
+                problems.append(((("queues", i, "name")), f'duplicate queue "{q.name}"'))
+            queues.setdefault(q.name, i)
+        known = ", ".join(sorted(queues)) or "none"
+        for i, q in enumerate(self.queues):
+            for field_name in ("on_timeout", "on_full", "on_empty"):
+                exit_to: ExitTo = getattr(q, field_name)
+                if exit_to.action == "queue" and exit_to.target not in queues:
+                    problems.append(
+                        (
+                            ("queues", i, field_name, "target"),
+                            f'no queue "{exit_to.target}" (queues: {known})',
+                        )
+                    )
+        ids: dict[str, int] = {}
+        for i, a in enumerate(self.agents):
+            if a.id in ids:
+                problems.append((("agents", i, "id"), f'duplicate agent "{a.id}"'))
+            ids.setdefault(a.id, i)
+            for name in a.queues:
+                if name not in queues:
+                    problems.append(
+                        (("agents", i, "queues", name), f'no queue "{name}" (queues: {known})')
+                    )
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+
 class Settings(_Section):
     """Settings of one softswitch process."""
 
@@ -661,6 +833,8 @@ class Settings(_Section):
     """Supervisors listening to, whispering into and barging in on live calls."""
     dialplan: Dialplan | None = None
     """The dialplan (none: calls go straight to the user dialled)."""
+    acd: AcdSettings = Field(default_factory=AcdSettings)
+    """Queues and agents."""
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 
@@ -685,6 +859,18 @@ class Settings(_Section):
             (("supervision", "supervisors", i), f'unknown user "{name}"')
             for i, name in enumerate(self.supervision.supervisors)
             if name not in names
+        ]
+        if problems:
+            raise rule_violation(*problems)
+        return self
+
+    @model_validator(mode="after")
+    def _agent_users(self) -> Settings:
+        names = {user.username for user in self.users}
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            (("acd", "agents", i, "user"), f'unknown user "{agent.user}"')
+            for i, agent in enumerate(self.acd.agents)
+            if agent.user not in names
         ]
         if problems:
             raise rule_violation(*problems)

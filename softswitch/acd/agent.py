@@ -26,6 +26,7 @@ events it produced for the queue log.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -101,7 +102,8 @@ class Agent:
     max_misses: int = 3  # that many in a row: not ready, reason "missed"
     wrap_up_seconds: float = 0.0
     last_code: str | None = None  # the wrap-up (disposition) code of the last call
-    changes: list[Change] = field(default_factory=list, repr=False)
+    #: the latest transitions (a bounded history, for tests and the supervisor's view)
+    changes: deque[Change] = field(default_factory=lambda: deque(maxlen=64), repr=False)
 
     @property
     def available(self) -> bool:

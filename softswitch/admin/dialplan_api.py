@@ -26,7 +26,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from softswitch.apps.queueing import QueueBoard
+from softswitch.apps.queueing import QueueService
 from softswitch.apps.voicemail import MailboxError, VoicemailStore
 
 __all__ = ["DemoCrm", "add_dialplan_routes"]
@@ -71,7 +71,7 @@ def add_dialplan_routes(
     api: web.Application,
     *,
     reload: Callable[[], Awaitable[Reloadable]] | None,
-    board: QueueBoard,
+    queues: QueueService,
     mailboxes: VoicemailStore | None,
     crm: DemoCrm | None,
 ) -> None:
@@ -83,14 +83,14 @@ def add_dialplan_routes(
         result = await reload()
         return web.json_response(result.to_json(), status=200 if result.ok else 422)
 
-    async def queues(request: web.Request) -> web.Response:
-        return web.json_response({"queues": board.snapshot()})
+    async def all_queues(request: web.Request) -> web.Response:
+        return web.json_response({"queues": queues.snapshot()["queues"]})
 
     async def queue(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if not _QUEUE.fullmatch(name):
             return _error(400, 'a queue name is letters, digits, "_" and "-"')
-        return web.json_response(board.snapshot(name)[0])
+        return web.json_response(queues.queue_view(name))
 
     async def boxes(request: web.Request) -> web.Response:
         if mailboxes is None:
@@ -124,7 +124,7 @@ def add_dialplan_routes(
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
     api.router.add_post("/reload", do_reload)
-    api.router.add_get("/queues", queues)
+    api.router.add_get("/queues", all_queues)
     api.router.add_get("/queues/{name}", queue)
     api.router.add_get("/voicemail", boxes)
     api.router.add_get("/voicemail/{mailbox}", messages)

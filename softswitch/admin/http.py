@@ -7,9 +7,10 @@ Routes:
 * ``GET /api/calls/{call_id}``: one call, live (``"live": true``) or from its detail record
   (``"live": false``); 404 if neither knows it. A Call-ID may hold ``/`` (RFC 3261 §25.1
   ``word``); ``?``, ``#`` and ``%`` must be percent-encoded by the client.
-* ``GET /api/cdrs?limit=&since=&user=``: recent detail records, newest first,
-  ``{"records": [...]}``; ``limit`` is 1..1000 (default 100), ``since`` Unix seconds,
-  ``user`` a caller or callee.
+* ``GET /api/cdrs`` and ``GET /api/queue-events``: mounted by
+  :func:`softswitch.admin.records_api.add_records_routes` through ``routes``.
+* ``/api/agent/...`` and ``/api/supervisor/...``: the agent and supervisor API
+  (:mod:`softswitch.admin.agent_api`), which checks its own tokens.
 
 Every error answer of these routes is a JSON object ``{"error": "<reason>"}``.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Protocol
@@ -41,6 +41,9 @@ LOOPBACK: tuple[IPv4Network | IPv6Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
+
+#: routes that authenticate on their own (softswitch.admin.agent_api)
+_SELF_AUTHENTICATED = ("/api/agent/", "/api/supervisor/")
 
 #: Bounds of the ``limit`` parameter of ``/api/cdrs``.
 MAX_LIMIT = 1000
@@ -118,18 +121,6 @@ def _limit(raw: str | None) -> int:
     return value
 
 
-def _since(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise _BadParameter(f"since must be a number (Unix seconds), got {raw!r}")
-    return value
-
-
 def _user(raw: str | None) -> str | None:
     if raw is None:
         return None
@@ -166,7 +157,6 @@ class HttpApi:
         api.router.add_get("/calls", self.calls)
         api.router.add_post("/calls/{call_id}/recording", self.recording)
         api.router.add_get("/calls/{call_id:.+}", self.call)
-        api.router.add_get("/cdrs", self.records)
         for add in routes:  # more routes under /api/ (the dialplan's), same access rule
             add(api)
         self.app.add_subapp("/api/", api)
@@ -177,6 +167,9 @@ class HttpApi:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if resource is not None and resource.canonical.startswith(_SELF_AUTHENTICATED):
+            return await handler(request)  # the agent API checks its own bearer tokens
         if self._token is not None:
             reason = self._bearer_problem(request.headers.get("Authorization"))
             if reason is not None:
@@ -271,22 +264,6 @@ class HttpApi:
         return web.json_response(
             {"call_id": call_id, "action": action, "paused": action == "pause", "changed": changed}
         )
-
-    async def records(self, request: web.Request) -> web.Response:
-        if self.cdrs is None:
-            return _error(503, "call detail records are not kept by this switch")
-        try:
-            limit = _limit(_one(request, "limit"))
-            since = _since(_one(request, "since"))
-            user = _user(_one(request, "user"))
-        except _BadParameter as exc:
-            return _error(400, exc.reason)
-        try:
-            found = await self.cdrs.recent(limit=limit, since=since, user=user)
-        except Exception:
-            log.exception("reading recent call detail records failed")
-            return _error(500, "reading the call detail records failed (see the log)")
-        return web.json_response({"records": [record.to_dict() for record in found]})
 
     # -- listener --------------------------------------------------------------------------
 

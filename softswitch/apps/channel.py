@@ -21,8 +21,8 @@ import numpy.typing as npt
 from media.capture import LegCapture
 from media.dtmf import DtmfReceived
 from media.tones import BEEP, render
-from softswitch.apps.queueing import QueueBoard
-from softswitch.apps.session import QueueRequest
+from softswitch.apps.queueing import QueueService
+from softswitch.apps.session import QueueRequest, QueueResult
 from softswitch.apps.voicemail import VoicemailStore
 from softswitch.registrar.bindings import Binding
 
@@ -48,6 +48,10 @@ class CallControl(Protocol):
         now: float,
         on_result: Callable[[int], None],
     ) -> None: ...
+
+    def cancel_bridge(self, call_id: str, now: float) -> None: ...
+
+    def answered_contact(self, call_id: str) -> str | None: ...
 
 
 class MediaPort(Protocol):
@@ -99,7 +103,7 @@ class SwitchChannel:
         after: Callable[[], None],
         prompt: Callable[[str], Samples],
         locate: Callable[[str], Sequence[Binding] | None],
-        board: QueueBoard,
+        queues: QueueService,
         mailboxes: VoicemailStore | None,
         caller: str,
         caller_name: str | None,
@@ -111,7 +115,7 @@ class SwitchChannel:
         self.after = after
         self.prompt = prompt
         self.locate = locate
-        self.board = board
+        self.queues = queues
         self.mailboxes = mailboxes
         self.caller = caller
         self.caller_name = caller_name
@@ -194,15 +198,34 @@ class SwitchChannel:
             self.media.stop_playback(self.call_id)
         return status
 
-    async def queue(self, request: QueueRequest) -> str:
-        entry = self.board.join(request)
+    async def queue(self, request: QueueRequest) -> QueueResult:
+        return await self.queues.wait(request, self)
+
+    # -- what the queue service does with a waiting caller (QueueCaller) ---------------------
+
+    def hold_music(self) -> None:
         self.media.play_stream(self.call_id, "music")
-        how = "abandoned"
-        try:
-            how = await asyncio.shield(entry.outcome)
-            return how
-        finally:
-            self.board.leave(self.call_id, how)
+
+    async def announce(self, prompts: Sequence[str]) -> None:
+        await self._play([self.prompt(name) for name in prompts], barge_in=False)
+        self.hold_music()
+
+    def offer(
+        self,
+        bindings: Sequence[Binding],
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        def done(status: int) -> None:
+            contact = self.calls.answered_contact(self.call_id) if status == 200 else None
+            on_result(status, contact)
+
+        self.calls.bridge(self.call_id, bindings, timeout, self.clock(), done)
+        self.after()
+
+    def cancel_offer(self) -> None:
+        self.calls.cancel_bridge(self.call_id, self.clock())
+        self.after()
 
     async def voicemail(
         self, mailbox: str, max_length: float, beep: bool, greeting: str | None

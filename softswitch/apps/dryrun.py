@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from softswitch.apps.session import LookupFailed, QueueRequest
+from softswitch.apps.session import LookupFailed, QueueRequest, QueueResult
 from softswitch.routing.schema import Plan, Service
 
 __all__ = ["DryChannel", "DryLookups", "parse_stub"]
@@ -62,13 +62,13 @@ class DryChannel:
         self.note(f"would ring {', '.join(targets)}{after}: {self.bridge_status} (--bridge)")
         return self.bridge_status
 
-    async def queue(self, request: QueueRequest) -> str:
+    async def queue(self, request: QueueRequest) -> QueueResult:
         shown = ", ".join(f"{k}={v!r}" for k, v in request.screen_pop.items())
         self.note(
             f"would wait in queue {request.queue} (priority {request.priority}, "
             f"data_class {request.data_class}); screen pop: {shown or 'nothing'}"
         )
-        return "dry run"
+        return QueueResult("dry run")
 
     async def voicemail(
         self, mailbox: str, max_length: float, beep: bool, greeting: str | None

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from media.player import PromptCache
 from softswitch.apps.channel import CallControl, MediaPort, Samples, SwitchChannel
-from softswitch.apps.queueing import QueueBoard
+from softswitch.apps.queueing import QueueService
 from softswitch.apps.session import CallSession, Lookups
 from softswitch.apps.voicemail import VoicemailStore
 from softswitch.registrar.bindings import Binding
@@ -101,7 +101,7 @@ class DialplanRuntime:
     clock: Callable[[], float]
     after: Callable[[], None]
     lookups: Lookups
-    board: QueueBoard
+    queues: QueueService
     mailboxes: VoicemailStore | None
     contexts: Mapping[str, str] = field(default_factory=dict)  # user -> context
     default_context: str = "internal"
@@ -139,7 +139,7 @@ class DialplanRuntime:
             after=self.after,
             prompt=prompt,
             locate=self.locate,
-            board=self.board,
+            queues=self.queues,
             mailboxes=self.mailboxes,
             caller=user,
             caller_name=call.caller_name,

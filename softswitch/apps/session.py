@@ -71,6 +71,7 @@ __all__ = [
     "LookupFailed",
     "Lookups",
     "QueueRequest",
+    "QueueResult",
     "SessionOutcome",
 ]
 
@@ -106,6 +107,19 @@ class QueueRequest:
     """Variables the dialplan marked for the agent's screen (sensitive ones left out)."""
 
 
+@dataclass(frozen=True, slots=True)
+class QueueResult:
+    """How a caller left a queue: ``how`` is "connected" (to ``agent``), "abandoned", or
+    "exit <why>" with the exit ``action`` (hangup, voicemail, goto, callback) and its
+    ``target`` and ``prompt``."""
+
+    how: str
+    agent: str | None = None
+    action: str | None = None
+    target: str | None = None
+    prompt: str | None = None
+
+
 class Channel(Protocol):
     """What a session can do to its call."""
 
@@ -133,7 +147,7 @@ class Channel(Protocol):
         """Ring ``targets`` at once; 200 when one answered (the caller is connected), else the
         failure status."""
 
-    async def queue(self, request: QueueRequest) -> str:
+    async def queue(self, request: QueueRequest) -> QueueResult:
         """Hand the caller to a queue; returns how the caller left it."""
 
     async def voicemail(
@@ -507,8 +521,25 @@ class CallSession:
             },
         )
         self.path.append(f"queue {queue.name}")
-        how = await self.channel.queue(request)
-        self.note(f"left the queue: {how}")
+        result = await self.channel.queue(request)
+        self.note(f"left the queue: {result.how}")
+        if result.how == "connected":
+            self.path.append(f"agent {result.agent}")
+            raise _Stop("queued")
+        if result.action is None:
+            raise _Stop("queued")
+        # an exit action of the queue: carried out here, as the dialplan's own actions are
+        self.path.append(f"{result.how}: {result.action}")
+        if result.prompt:
+            await self.channel.play([result.prompt], barge_in=False)
+        if result.action == "goto" and result.target:
+            self._again(replace(self.facts, number=result.target))
+        if result.action == "voicemail" and result.target:
+            message = await self.channel.voicemail(result.target, 120.0, True, None)
+            self.note(f"message {message} left" if message else "no message left")
+            await self.channel.hangup(200, "", "voicemail")
+            raise _Stop("voicemail")
+        await self.channel.hangup(200, "", f"queue {result.how}")
         raise _Stop("queued")
 
     def _uses_sensitive(self, template: str) -> bool:

@@ -65,6 +65,8 @@ class Leg:
     ack: Request | None = None  # B: the ACK sent for the 2xx, resent on retransmissions
     status: int = 0  # B: the final status this fork got
     reinvite_pending: bool = False
+    contact: str = ""  # B: the registered contact this fork rings (as the binding has it)
+    user: str = ""  # B: the user part of that binding's address-of-record
 
     @property
     def other(self) -> Leg | None:

@@ -382,6 +382,19 @@ class B2bua:
             " (answered by the switch)" if call.bridging else "",
         )
 
+    def cancel_bridge(self, call_id: str, now: float) -> None:
+        """Stop a session's bridge that is still ringing (its result is 487)."""
+        call = self.calls.get(call_id)
+        if call is not None and call.on_bridge is not None and call.b is None:
+            self._bridge_done(call, 487, now)
+
+    def answered_contact(self, call_id: str) -> str | None:
+        """The registered contact whose fork answered the call (None if none did)."""
+        call = self.calls.get(call_id)
+        if call is None or call.b is None:
+            return None
+        return call.b.contact or None
+
     def _bridge_done(self, call: Call, status: int, now: float) -> None:
         """A session's bridge failed with ``status``: forks still ringing are cancelled, the
         call is the session's again, and the session is told."""
@@ -414,7 +427,7 @@ class B2bua:
                 for c in self.calls.values()
                 if c.state in (CallState.ANSWERED, CallState.CONFIRMED)
                 and c.b is not None
-                and extension in (c.callee, c.caller)
+                and extension in (c.callee, c.caller, c.b.user)
                 and c.monitors is None
             ),
             None,
@@ -422,7 +435,8 @@ class B2bua:
         if target is None or target.ports is None:
             self._reply(now, event.key, event.request, 404, "No Call To Monitor")
             return
-        agent_side = "b" if target.callee == extension else "a"
+        assert target.b is not None
+        agent_side = "b" if extension in (target.callee, target.b.user) else "a"
         monitor = _Monitor(target.id, agent_side, SupervisorMode[mode.upper()])
         self.answer_local(event, caller, number, "supervisor", now, monitor=monitor)
 
@@ -532,7 +546,17 @@ class B2bua:
         body = call.offer_for_b if call.offer_for_b is not None else a_req.body
         invite = Request("INVITE", target, h, body)
         key = self.layer.send_request(invite, destination, now)
-        leg = Leg(call, "b", call_id, tag, destination, invite, key)
+        leg = Leg(
+            call,
+            "b",
+            call_id,
+            tag,
+            destination,
+            invite,
+            key,
+            contact=binding.contact,
+            user=binding.aor.partition("@")[0],
+        )
         call.forks.append(leg)
         self._track(key, _Pending(leg, "invite"))
 

@@ -8,16 +8,21 @@ material of billing, troubleshooting ("why did this customer hang up?") and call
 
 Times are wall-clock Unix seconds (not the monotonic clock of the sans-I/O cores), so records
 from different runs and nodes can be compared and shown to people.
+
+:func:`records_csv` writes records as CSV (RFC 4180) for spreadsheets and reporting tools.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["CallRecord"]
+__all__ = ["CDR_CSV_COLUMNS", "CallRecord", "csv_table", "records_csv", "spreadsheet_cell"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,14 @@ class CallRecord:
     """Path of the call's recording, if it was recorded."""
     media: Mapping[str, Any] = field(default_factory=dict)
     """Media statistics of the call, a JSON document (see the class docstring)."""
+    queue: str | None = None
+    """The ACD queue the call went through, if any."""
+    agent: str | None = None
+    """Id of the agent who answered the call from the queue, if any."""
+    wait: float | None = None
+    """Seconds the caller waited in the queue (until answered or gone); None without a queue."""
+    wrap_up_code: str | None = None
+    """The disposition code the agent set in wrap-up, if any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.media, MappingProxyType):
@@ -97,4 +110,91 @@ class CallRecord:
             "duration": self.duration,
             "talk_time": self.talk_time,
             "answered_ok": self.answered_ok,
+            "queue": self.queue,
+            "agent": self.agent,
+            "wait": self.wait,
+            "wrap_up_code": self.wrap_up_code,
         }
+
+
+# --------------------------------------------------------------------------------------------
+# CSV export
+
+#: The columns of :func:`records_csv`, in order.
+CDR_CSV_COLUMNS: tuple[str, ...] = (
+    "call_id", "caller", "caller_name", "callee", "started", "answered", "ended", "duration",
+    "talk_time", "status", "cause", "queue", "agent", "wait", "wrap_up_code", "recording",
+)  # fmt: skip
+
+# A cell that a spreadsheet would run as a formula (OWASP "CSV injection"): one starting with
+# "=", "@", a tab or a carriage return, or with "+" / "-" when not a plain number (so that
+# "+4930123456" stays a phone number).
+_FORMULA_START = ("=", "@", "\t", "\r")
+_SIGNED_NUMBER = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
+
+
+def spreadsheet_cell(value: str) -> str:
+    """``value`` made safe to open in a spreadsheet: a text that would start a formula gets a
+    leading apostrophe (the spreadsheets' "this is text" mark); every other text is unchanged.
+
+    Caller names and numbers come from SIP headers, that is from anyone who can call.
+    """
+    if value.startswith(_FORMULA_START) or (
+        value.startswith(("+", "-")) and not _SIGNED_NUMBER.fullmatch(value)
+    ):
+        return "'" + value
+    return value
+
+
+def _seconds(value: float | None) -> str:
+    """Unix seconds (or a duration) with millisecond precision; empty for None."""
+    return "" if value is None else f"{value:.3f}"
+
+
+def _text(value: str | None) -> str:
+    return "" if value is None else spreadsheet_cell(value)
+
+
+def csv_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A CSV document (RFC 4180 §2): a header line, one line per row, CRLF line ends, fields
+    quoted when they hold a comma, a quote or a line break (quotes doubled)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def records_csv(records: Iterable[CallRecord]) -> str:
+    """The records as CSV with the columns :data:`CDR_CSV_COLUMNS`, one line per record in the
+    order given.
+
+    Times (``started``, ``answered``, ``ended``) are Unix seconds and ``duration``,
+    ``talk_time`` and ``wait`` are seconds, all with three decimals; a missing value is an
+    empty field. Texts that a spreadsheet would take for a formula are defused by
+    :func:`spreadsheet_cell`. The media document is left out (it is in the JSON answer).
+    """
+    return csv_table(
+        CDR_CSV_COLUMNS,
+        (
+            (
+                _text(r.call_id),
+                _text(r.caller),
+                _text(r.caller_name),
+                _text(r.callee),
+                _seconds(r.started),
+                _seconds(r.answered),
+                _seconds(r.ended),
+                _seconds(r.duration),
+                _seconds(r.talk_time),
+                str(r.status),
+                _text(r.cause),
+                _text(r.queue),
+                _text(r.agent),
+                _seconds(r.wait),
+                _text(r.wrap_up_code),
+                _text(r.recording),
+            )
+            for r in records
+        ),
+    )

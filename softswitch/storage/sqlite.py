@@ -6,6 +6,11 @@ transaction in flight); ``":memory:"`` databases live as long as the store and s
 
 All tables belong to one :data:`metadata`, so several stores may share one database file: each
 store creates the tables it owns when it opens, and every connection sets the same pragmas.
+
+A file written by an earlier version is upgraded when a store opens it: columns that a table
+has gained since (always nullable) are added with ``ALTER TABLE ... ADD COLUMN`` and missing
+indexes are created, so old rows stay readable with the new columns empty (see
+:func:`_upgrade`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,21 +39,28 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateIndex
 
+from softswitch.acd.events import QueueEvent, QueueEventKind
 from softswitch.registrar.bindings import Binding
 from softswitch.storage.cdr import CallRecord
+from softswitch.storage.queue_log import EVENT_KINDS, details_from_json, details_json
 
 __all__ = [
     "SqliteBindingStore",
     "SqliteCdrStore",
+    "SqliteQueueEventStore",
     "bindings_table",
     "call_records_table",
     "metadata",
+    "queue_events_table",
 ]
 
 log = logging.getLogger("softswitch.storage")
@@ -137,10 +149,46 @@ async def _open_engine(path: str, tables: Sequence[Table]) -> AsyncEngine:
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all, tables=list(tables))
+            await conn.run_sync(_upgrade, tables)
     except BaseException:
         await engine.dispose()
         raise
     return engine
+
+
+def _upgrade(conn: Connection, tables: Sequence[Table]) -> None:
+    """Bring tables written by an earlier version up to their definition here.
+
+    Each column the table lacks (``PRAGMA table_info``) is added with ``ALTER TABLE ... ADD
+    COLUMN``, which SQLite allows for a nullable column without a default: the old rows read
+    it as NULL. Then every index is created if missing. A column that could not be added so
+    (not nullable) is a ``RuntimeError``: that change needs a migration of its own. Two stores
+    upgrading the same file at once are harmless (a column added meanwhile is skipped).
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    for table in tables:
+        info = conn.exec_driver_sql(f"PRAGMA table_info({quote(table.name)})")
+        present = {str(row[1]) for row in info}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable or column.primary_key:
+                raise RuntimeError(
+                    f"table {table.name} lacks column {column.name}, which cannot be added "
+                    "to existing rows (not nullable)"
+                )
+            kind = column.type.compile(dialect=conn.dialect)
+            try:
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"
+                )
+            except OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+            else:
+                log.info("database upgraded: column %s.%s added", table.name, column.name)
+        for index in table.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 class _SqliteStore:
@@ -254,10 +302,17 @@ call_records_table = Table(
     Column("cause", String, nullable=False),
     Column("recording", String, nullable=True),
     Column("media", Text, nullable=False),
+    # Added after the first release: nullable, so that _upgrade can add them to old files.
+    Column("queue", String, nullable=True),
+    Column("agent", String, nullable=True),
+    Column("wait", Float, nullable=True),
+    Column("wrap_up_code", String, nullable=True),
     Index("ix_call_records_ended", "ended"),
     Index("ix_call_records_call_id", "call_id"),
     Index("ix_call_records_caller", "caller", "ended"),
     Index("ix_call_records_callee", "callee", "ended"),
+    Index("ix_call_records_queue", "queue", "ended"),
+    Index("ix_call_records_agent", "agent", "ended"),
 )
 
 _NEWEST_FIRST = (call_records_table.c.ended.desc(), call_records_table.c.id.desc())
@@ -310,6 +365,10 @@ def _call_record(row: Row[Any]) -> CallRecord:
         cause=row.cause,
         recording=row.recording,
         media=_media_doc(row),
+        queue=row.queue,
+        agent=row.agent,
+        wait=None if row.wait is None else float(row.wait),
+        wrap_up_code=row.wrap_up_code,
     )
 
 
@@ -317,9 +376,10 @@ class SqliteCdrStore(_SqliteStore):
     """:class:`~softswitch.storage.protocols.CdrStore` in a SQLite file.
 
     ``await store.open()`` (or ``async with``) creates the ``call_records`` table and its
-    indexes if needed; the file may be the one a :class:`SqliteBindingStore` uses. Records are
-    appended, read newest first through the index on ``ended``, and removed by age with
-    :meth:`purge` (the retention the switch schedules).
+    indexes if needed, and adds the queue columns to a table from an earlier version; the file
+    may be the one a :class:`SqliteBindingStore` uses. Records are appended, read newest first
+    through the index on ``ended`` (or ``(caller|callee|queue|agent, ended)`` when filtered),
+    and removed by age with :meth:`purge` (the retention the switch schedules).
     """
 
     _tables = (call_records_table,)
@@ -341,6 +401,10 @@ class SqliteCdrStore(_SqliteStore):
                     "cause": record.cause,
                     "recording": record.recording,
                     "media": media,
+                    "queue": record.queue,
+                    "agent": record.agent,
+                    "wait": record.wait,
+                    "wrap_up_code": record.wrap_up_code,
                 },
             )
 
@@ -356,25 +420,189 @@ class SqliteCdrStore(_SqliteStore):
         return None if row is None else _call_record(row)
 
     async def recent(
-        self, limit: int = 100, since: float | None = None, user: str | None = None
+        self,
+        limit: int = 100,
+        since: float | None = None,
+        user: str | None = None,
+        *,
+        until: float | None = None,
+        caller: str | None = None,
+        callee: str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
     ) -> list[CallRecord]:
+        """See :meth:`~softswitch.storage.protocols.CdrStore.recent`."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        c = call_records_table.c
         stmt = select(call_records_table)
         if since is not None:
-            stmt = stmt.where(call_records_table.c.ended >= since)
+            stmt = stmt.where(c.ended >= since)
+        if until is not None:
+            stmt = stmt.where(c.ended < until)
         if user is not None:
-            stmt = stmt.where(
-                or_(call_records_table.c.caller == user, call_records_table.c.callee == user)
-            )
+            stmt = stmt.where(or_(c.caller == user, c.callee == user))
+        exact = ((c.caller, caller), (c.callee, callee), (c.queue, queue), (c.agent, agent))
+        for column, value in exact:
+            if value is not None:
+                stmt = stmt.where(column == value)
         stmt = stmt.order_by(*_NEWEST_FIRST).limit(limit)
         async with self._require().connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_call_record(row) for row in rows]
 
+    async def set_wrap_up_code(self, call_id: str, code: str) -> bool:
+        """Store the agent's wrap-up (disposition) code with the newest record of the call,
+        which is written when the call ends, before the wrap-up does; False if none."""
+        newest = (
+            select(call_records_table.c.id)
+            .where(call_records_table.c.call_id == call_id)
+            .order_by(*_NEWEST_FIRST)
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(call_records_table)
+            .where(call_records_table.c.id == newest)
+            .values(wrap_up_code=code)
+        )
+        async with self._require().begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
     async def purge(self, older_than: float) -> int:
         """Delete the records that ended before ``older_than`` (Unix seconds); returns how many."""
         stmt = delete(call_records_table).where(call_records_table.c.ended < older_than)
+        async with self._require().begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount)
+
+
+# --------------------------------------------------------------------------------------------
+# the queue log
+
+queue_events_table = Table(
+    "queue_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("call_id", String, nullable=True),
+    Column("queue", String, nullable=True),
+    Column("agent", String, nullable=True),
+    Column("details", Text, nullable=False),
+    Index("ix_queue_events_time", "time"),
+    Index("ix_queue_events_queue", "queue", "time"),
+    Index("ix_queue_events_agent", "agent", "time"),
+    Index("ix_queue_events_call_id", "call_id"),
+    # AUTOINCREMENT: an id is never reused after a purge, so ids keep the order of arrival
+    # that breaks ties between events of the same time.
+    sqlite_autoincrement=True,
+)
+
+_EVENTS_NEWEST_FIRST = (queue_events_table.c.time.desc(), queue_events_table.c.id.desc())
+
+
+def _queue_event(row: Row[Any]) -> QueueEvent | None:
+    """The stored event; None (logged) for a kind this version does not know.
+
+    Corrupt details are logged and read as empty (or without their bad entries).
+    """
+    try:
+        kind = QueueEventKind(row.kind)
+    except ValueError:
+        log.warning("queue event row %d: unknown kind %r; skipped", row.id, row.kind)
+        return None
+    details, problem = details_from_json(row.details)
+    if problem is not None:
+        log.warning(
+            "queue event %s of call %r (row %d): details are %s; read as %s",
+            row.kind,
+            row.call_id,
+            row.id,
+            problem,
+            "empty" if not details else "the rest",
+        )
+    return QueueEvent(
+        time=float(row.time),
+        kind=kind,
+        call_id=row.call_id,
+        queue=row.queue,
+        agent=row.agent,
+        details=details,
+    )
+
+
+class SqliteQueueEventStore(_SqliteStore):
+    """:class:`~softswitch.storage.protocols.QueueEventStore` in a SQLite file.
+
+    ``await store.open()`` (or ``async with``) creates the ``queue_events`` table and its
+    indexes on ``time``, ``(queue, time)``, ``(agent, time)`` and ``call_id`` if needed; the
+    file may be shared with the other stores. Events are appended in batches, read by time
+    window and filters, and removed by age with :meth:`purge`.
+    """
+
+    _tables = (queue_events_table,)
+
+    async def add_many(self, events: Sequence[QueueEvent]) -> None:
+        """See :meth:`~softswitch.storage.protocols.QueueEventStore.add_many`."""
+        rows = [
+            {
+                "time": e.time,
+                "kind": e.kind.value,
+                "call_id": e.call_id,
+                "queue": e.queue,
+                "agent": e.agent,
+                "details": details_json(e),  # a ValueError here stores nothing
+            }
+            for e in events
+        ]
+        if not rows:
+            return
+        async with self._require().begin() as conn:
+            await conn.execute(queue_events_table.insert(), rows)
+
+    async def query(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        call_id: str | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int = 1000,
+    ) -> list[QueueEvent]:
+        """See :meth:`~softswitch.storage.protocols.QueueEventStore.query`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        c = queue_events_table.c
+        stmt = select(queue_events_table)
+        if kinds is not None:
+            names = set(kinds)
+            unknown = names - EVENT_KINDS
+            if unknown:
+                raise ValueError(
+                    f"unknown queue event kinds {sorted(unknown)}; known: {sorted(EVENT_KINDS)}"
+                )
+            stmt = stmt.where(c.kind.in_(sorted(names)))  # an empty IN matches nothing
+        if since is not None:
+            stmt = stmt.where(c.time >= since)
+        if until is not None:
+            stmt = stmt.where(c.time < until)
+        for column, value in ((c.queue, queue), (c.agent, agent), (c.call_id, call_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        # The newest `limit` through the index, then turned to oldest first.
+        stmt = stmt.order_by(*_EVENTS_NEWEST_FIRST).limit(limit)
+        async with self._require().connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = [_queue_event(row) for row in reversed(rows)]
+        return [e for e in found if e is not None]
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the events before ``older_than`` (Unix seconds); returns how many."""
+        stmt = delete(queue_events_table).where(queue_events_table.c.time < older_than)
         async with self._require().begin() as conn:
             result = await conn.execute(stmt)
         return int(result.rowcount)

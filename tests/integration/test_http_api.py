@@ -18,8 +18,10 @@ import yarl
 from pydantic import ValidationError
 
 from softswitch.admin.http import CdrRecord, HttpApi
+from softswitch.admin.records_api import add_records_routes
 from softswitch.config import Http, load_settings
-from softswitch.storage.cdr import CallRecord
+from softswitch.storage.cdr import CallRecord, records_csv
+from softswitch.storage.queue_log import events_csv
 from softswitch.storage.sqlite import SqliteCdrStore
 from softswitch.yaml_loader import ConfigErrors
 
@@ -127,7 +129,7 @@ async def test_live_calls() -> None:
 
 
 async def test_one_live_call(store: SqliteCdrStore) -> None:
-    async with serving(HttpApi(FakeSwitch(LIVE), cdrs=store)) as (session, base):
+    async with serving(with_records(FakeSwitch(LIVE), store)) as (session, base):
         for call in LIVE:
             status, body = await get_json(session, call_url(base, str(call["call_id"])))
             assert status == 200
@@ -135,7 +137,7 @@ async def test_one_live_call(store: SqliteCdrStore) -> None:
 
 
 async def test_a_call_that_ended_comes_from_its_record(store: SqliteCdrStore) -> None:
-    async with serving(HttpApi(FakeSwitch(LIVE), cdrs=store)) as (session, base):
+    async with serving(with_records(FakeSwitch(LIVE), store)) as (session, base):
         status, body = await get_json(session, call_url(base, "mid@h"))
     assert status == 200
     assert isinstance(body, dict)
@@ -153,7 +155,7 @@ async def test_a_call_that_ended_comes_from_its_record(store: SqliteCdrStore) ->
 
 
 async def test_unknown_call_is_404(store: SqliteCdrStore) -> None:
-    async with serving(HttpApi(FakeSwitch(LIVE), cdrs=store)) as (session, base):
+    async with serving(with_records(FakeSwitch(LIVE), store)) as (session, base):
         assert await get_json(session, call_url(base, "nobody@h")) == (
             404,
             {"error": "no call nobody@h"},
@@ -169,7 +171,7 @@ async def test_recent_records(store: SqliteCdrStore) -> None:
         assert isinstance(body, dict) and set(body) == {"records"}
         return [r["call_id"] for r in body["records"]]
 
-    async with serving(HttpApi(FakeSwitch(), cdrs=store)) as (session, base):
+    async with serving(with_records(FakeSwitch(), store)) as (session, base):
         status, body = await get_json(session, f"{base}/api/cdrs")
         assert status == 200
         assert names(body) == ["new@h", "mid@h", "old@h"]
@@ -213,7 +215,7 @@ async def test_recent_records(store: SqliteCdrStore) -> None:
     ],
 )
 async def test_bad_parameters_are_400(store: SqliteCdrStore, query: str, parameter: str) -> None:
-    async with serving(HttpApi(FakeSwitch(), cdrs=store)) as (session, base):
+    async with serving(with_records(FakeSwitch(), store)) as (session, base):
         status, body = await get_json(session, f"{base}/api/cdrs?{query}")
     assert status == 400
     assert isinstance(body, dict) and set(body) == {"error"}
@@ -221,10 +223,19 @@ async def test_bad_parameters_are_400(store: SqliteCdrStore, query: str, paramet
 
 
 async def test_records_without_a_store_are_503() -> None:
-    async with serving(HttpApi(FakeSwitch())) as (session, base):
+    async with serving(with_records(FakeSwitch())) as (session, base):
         status, body = await get_json(session, f"{base}/api/cdrs")
     assert status == 503
     assert body == {"error": "call detail records are not kept by this switch"}
+
+
+def with_records(switch: FakeSwitch, cdrs: object = None, **kw: object) -> HttpApi:
+    """The API with the records routes mounted as the switch mounts them."""
+
+    def mount(app: object) -> None:
+        add_records_routes(app, cdrs, None, cdrs_csv=records_csv, events_csv=events_csv)  # type: ignore[arg-type]
+
+    return HttpApi(switch, cdrs=cdrs, routes=[mount], **kw)  # type: ignore[arg-type]
 
 
 class BrokenStore:
@@ -232,13 +243,17 @@ class BrokenStore:
         raise OSError("disk on fire")
 
     async def recent(
-        self, limit: int = 100, since: float | None = None, user: str | None = None
+        self,
+        limit: int = 100,
+        since: float | None = None,
+        user: str | None = None,
+        **filters: object,
     ) -> list[CdrRecord]:
         raise OSError("disk on fire")
 
 
 async def test_a_failing_store_is_a_json_500(caplog: pytest.LogCaptureFixture) -> None:
-    async with serving(HttpApi(FakeSwitch(), cdrs=BrokenStore())) as (session, base):
+    async with serving(with_records(FakeSwitch(), BrokenStore())) as (session, base):
         for url in (call_url(base, "x@h"), f"{base}/api/cdrs"):
             status, body = await get_json(session, url)
             assert status == 500
@@ -252,7 +267,7 @@ API_ROUTES = ["/api/calls", "/api/calls/live-1%4010.0.0.5", "/api/cdrs"]
 
 
 async def test_token_required_when_configured(store: SqliteCdrStore) -> None:
-    api = HttpApi(FakeSwitch(LIVE), cdrs=store, token=TOKEN)
+    api = with_records(FakeSwitch(LIVE), store, token=TOKEN)
     async with serving(api) as (session, base):
         for route in API_ROUTES:
             url = yarl.URL(base + route, encoded=True)
@@ -283,7 +298,7 @@ async def test_token_required_when_configured(store: SqliteCdrStore) -> None:
 
 
 async def test_without_token_only_trusted_networks(store: SqliteCdrStore) -> None:
-    api = HttpApi(FakeSwitch(LIVE), cdrs=store, trusted_networks=[])
+    api = with_records(FakeSwitch(LIVE), store, trusted_networks=[])
     async with serving(api) as (session, base):
         for route in API_ROUTES:
             url = yarl.URL(base + route, encoded=True)
@@ -296,7 +311,7 @@ async def test_without_token_only_trusted_networks(store: SqliteCdrStore) -> Non
         assert (await get_json(session, f"{base}/healthz"))[0] == 200
 
     # The same client with the token is let in: the token does not depend on the address.
-    api = HttpApi(FakeSwitch(LIVE), cdrs=store, token=TOKEN, trusted_networks=[])
+    api = with_records(FakeSwitch(LIVE), store, token=TOKEN, trusted_networks=[])
     async with serving(api) as (session, base):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         assert await get_json(session, f"{base}/api/calls", headers=headers) == (

@@ -2,9 +2,10 @@
 
 The WAVs are committed, so a fresh checkout has them without espeak-ng; run this again after
 changing a text (``apt install espeak-ng``, then from the repository root:
-``python tools/prompts/speak_prompts.py``). espeak-ng writes 22.05 kHz; the switch's own
-loader resamples to 8 kHz (``media.player.load_prompt``), and the result is normalised to
--3 dBFS peak so that every prompt plays at the same level.
+``python tools/prompts/speak_prompts.py [NAME...]``; with names, only those prompts).
+espeak-ng writes 22.05 kHz; the switch's own loader resamples to 8 kHz
+(``media.player.load_prompt``), and the result is normalised to -3 dBFS peak so that every
+prompt plays at the same level.
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ TEXTS: dict[str, str] = {
     "hold-general": "Thank you. Please hold for the next available agent.",
     "hold-account": "Thank you, we have found your account. Please hold for an account "
     "specialist.",
+    "queue-position": "You are caller number",
+    "queue-wait": "Your estimated wait is about",
+    "minutes": "minutes.",
+    "queue-wait-short": "Your wait should be less than a minute.",
+    "queue-wait-long": "Your wait may be more than twenty minutes.",
+    "number-many": "more than twenty.",
+    "queue-timeout": "All our agents are still busy. Please leave a message after the tone.",
+    "queue-full": "All our agents are busy and we cannot hold your call. Please call again "
+    "later. Goodbye.",
+    "queue-periodic": "Thank you for waiting. Your call is important to us. Press star to "
+    "return to the main menu.",
+    **{
+        f"number-{n}": word
+        for n, word in enumerate(
+            "one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+            "fifteen sixteen seventeen eighteen nineteen twenty".split(),
+            start=1,
+        )
+    },
     "closed": "Thank you for calling. We are closed now. Our opening hours are Monday to "
     "Friday, nine to six. Please leave a message after the tone.",
 }
@@ -64,7 +84,10 @@ def main() -> int:
         print("espeak-ng is not installed (apt install espeak-ng)", file=sys.stderr)
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])
     for name, text in TEXTS.items():
+        if only and name not in only:
+            continue
         samples = speak(text)
         with wave.open(str(OUT / f"{name}.wav"), "wb") as wav:
             wav.setnchannels(1)

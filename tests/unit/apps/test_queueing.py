@@ -1,184 +1,282 @@
-"""QueueBoard: queue order, positions, leaving (abandoned or taken) and the API snapshot.
+"""The queue service on the event loop: the engine's offers carried out through a caller's
+channel, answers and failures reported back, exits, keys, hang-ups, announcements' timing
+and the settings turned into the engine's configuration.
 
-The board creates each entry's outcome future on the running loop, so the tests are async;
-the clock is a settable number (Unix seconds).
+The channel is a scripted one (the SIP side is tested with real phones in
+``tests/interop/test_acd_pjsua.py``); the engine is the real one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
-from softswitch.apps.queueing import QueueBoard
-from softswitch.apps.session import QueueRequest
+from softswitch.acd.model import AcdConfig, AgentConfig, ExitAction, QueueConfig, Strategy
+from softswitch.apps.queueing import Announcements, QueueService, acd_config, spoken_wait
+from softswitch.apps.session import QueueRequest, QueueResult
+from softswitch.config import load_settings
+from softswitch.registrar.bindings import Binding
 
-T0 = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Caller:
+    """A waiting caller's channel: records what the service does, answers offers on cue."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.events: list[tuple[object, ...]] = []
+        self.keys: asyncio.Queue[str] = asyncio.Queue()
+        self.pending: Callable[[int, str | None], None] | None = None
+        self.rung: list[str] = []
+
+    def hold_music(self) -> None:
+        self.events.append(("music",))
+
+    async def announce(self, prompts: Sequence[str]) -> None:
+        self.events.append(("announce", tuple(prompts)))
+
+    async def next_digit(self, timeout: float) -> str | None:
+        try:
+            return await asyncio.wait_for(self.keys.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def offer(
+        self,
+        bindings: Sequence[Binding],
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        self.rung = [b.contact for b in bindings]
+        self.events.append(("offer", tuple(self.rung), timeout))
+        self.pending = on_result
+
+    def cancel_offer(self) -> None:
+        self.events.append(("cancel",))
+        self.result(487)
+
+    def result(self, status: int, contact: str | None = None) -> None:
+        pending, self.pending = self.pending, None
+        assert pending is not None, "no offer is ringing"
+        pending(status, contact)
+
+
+def binding(user: str) -> Binding:
+    return Binding(
+        aor=f"{user}@test",
+        contact=f"sip:{user}@127.0.0.1:5070",
+        expires_at=2e9,
+        q=1.0,
+        call_id=f"reg-{user}",
+        cseq=1,
+        source="udp:127.0.0.1:5070",
+    )
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = T0
+        self.now = 1_700_000_000.0
 
     def __call__(self) -> float:
         return self.now
 
 
-def request(
-    call_id: str,
-    *,
-    queue: str = "support",
-    priority: int = 0,
-    skills: Mapping[str, int] | None = None,
-    screen_pop: Mapping[str, str] | None = None,
-) -> QueueRequest:
+def request(call_id: str, queue: str = "support", data_class: str = "general") -> QueueRequest:
     return QueueRequest(
         call_id=call_id,
         queue=queue,
-        priority=priority,
-        skills=dict(skills or {}),
-        data_class="general",
-        caller=f"caller-{call_id}",
-        caller_name=None,
+        priority=0,
+        skills={},
+        data_class=data_class,
+        caller="0312345678",
+        caller_name="Customer",
         path=("menu main: 1",),
-        screen_pop=dict(screen_pop or {}),
+        screen_pop={"crm_name": "Hanako"},
     )
 
 
-def order(board: QueueBoard, queue: str = "support") -> list[str]:
-    return [e.request.call_id for e in board.queues[queue]]
+def service(
+    queues: dict[str, QueueConfig] | None = None,
+    registered: frozenset[str] = frozenset({"1001", "1002"}),
+    clock: Clock | None = None,
+) -> QueueService:
+    config = AcdConfig(
+        queues=queues or {"support": QueueConfig("support", strategy=Strategy.LINEAR)},
+        agents={
+            "alice": AgentConfig("alice", "Alice", "1001", location="home", queues={"support": 0}),
+            "bob": AgentConfig("bob", "Bob", "1002", location="onsite", queues={"support": 0}),
+        },
+        codes=("sale",),
+    )
+    return QueueService(
+        config,
+        clock=clock or Clock(),
+        locate=lambda user: [binding(user)] if user in registered else [],
+    )
 
 
-async def test_order_is_priority_then_arrival() -> None:
+def ready(svc: QueueService, *agents: str) -> None:
+    for agent in agents:
+        svc.control(lambda acd, now, a=agent: acd.login(a, now))
+        svc.control(lambda acd, now, a=agent: acd.ready(a, now))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_answered_offer_connects_the_caller_to_the_agent_who_answered() -> None:
+    svc = service()
+    ready(svc, "alice", "bob")
+    caller = Caller("c1")
+    waiting = asyncio.create_task(svc.wait(request("c1"), caller))
+    await settle()
+    assert caller.events[0] == ("music",)
+    assert caller.rung == ["sip:1001@127.0.0.1:5070"]  # linear: alice is first
+    snap = svc.queue_view("support")
+    (view,) = snap["callers"]  # type: ignore[misc]
+    assert view["screen_pop"] == {"crm_name": "Hanako"} and view["offered_to"] == ["alice"]
+    caller.result(200, "sip:1001@127.0.0.1:5070")
+    result = await asyncio.wait_for(waiting, 1)
+    assert result == QueueResult("connected", agent="alice")
+    assert svc.acd.agent("alice").state.value == "on_call"
+    assert svc.connected["c1"][:2] == ("support", "alice")
+    svc.call_ended("c1", "agent")
+    assert svc.acd.agent("alice").state.value == "ready"  # no wrap-up configured
+    assert "c1" not in svc.connected
+    svc.close()
+
+
+async def test_a_failed_offer_keeps_the_place_restarts_music_and_rings_the_next_agent() -> None:
+    svc = service()
+    ready(svc, "alice", "bob")
+    caller = Caller("c1")
+    waiting = asyncio.create_task(svc.wait(request("c1"), caller))
+    await settle()
+    caller.result(486)
+    await settle()
+    assert caller.events[-2:] == [("music",), ("offer", ("sip:1002@127.0.0.1:5070",), 15.0)]
+    assert svc.acd.agent("alice").misses == 1
+    assert svc.acd.position("c1") == 1
+    caller.result(200, "sip:1002@127.0.0.1:5070")
+    assert (await asyncio.wait_for(waiting, 1)).agent == "bob"
+    svc.close()
+
+
+async def test_an_agent_without_a_registered_phone_is_made_unreachable() -> None:
+    svc = service(registered=frozenset({"1002"}))
+    ready(svc, "alice", "bob")
+    caller = Caller("c1")
+    waiting = asyncio.create_task(svc.wait(request("c1"), caller))
+    await settle()
+    assert caller.rung == ["sip:1002@127.0.0.1:5070"]
+    alice = svc.acd.agent("alice")
+    assert (alice.state.value, alice.reason) == ("not_ready", "unreachable")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    svc.close()
+
+
+async def test_a_caller_hanging_up_while_rung_cancels_the_offer_and_is_abandoned() -> None:
+    svc = service()
+    ready(svc, "alice")
+    seen: list[str] = []
+    svc.sinks.append(lambda events: seen.extend(e.kind.value for e in events))
+    caller = Caller("c1")
+    waiting = asyncio.create_task(svc.wait(request("c1"), caller))
+    await settle()
+    waiting.cancel()  # what the runtime does when the B2BUA forgets the call
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert ("cancel",) in caller.events
+    assert svc.acd.entry("c1") is None
+    alice = svc.acd.agent("alice")
+    assert (alice.state.value, alice.misses) == ("ready", 0)  # not the agent's miss
+    assert "missed" not in seen and seen[-1] == "abandoned"
+    svc.close()
+
+
+async def test_the_exit_key_and_the_maximum_wait_end_the_wait_with_their_action() -> None:
     clock = Clock()
-    board = QueueBoard(clock)
-    for call_id, priority in [("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", 9), ("f", 0)]:
-        board.join(request(call_id, priority=priority))
-        clock.now += 1
-    assert order(board) == ["e", "b", "d", "a", "c", "f"]
-    assert [board.position(c) for c in "abcdef"] == [4, 2, 5, 3, 1, 6]
-    assert board.position("nobody") is None
-
-
-async def test_queues_are_separate() -> None:
-    board = QueueBoard(Clock())
-    board.join(request("a", queue="sales"))
-    board.join(request("b", queue="support"))
-    board.join(request("c", queue="sales"))
-    assert order(board, "sales") == ["a", "c"] and order(board, "support") == ["b"]
-    assert (board.position("a"), board.position("b"), board.position("c")) == (1, 1, 2)
-
-
-async def test_leave_as_abandoned_counts_and_keeps_the_longest_wait() -> None:
-    clock = Clock()
-    board = QueueBoard(clock)
-    for call_id in "abcd":
-        board.join(request(call_id))
-    clock.now += 12.5
-    board.leave("b", "abandoned")
+    queues = {
+        "support": QueueConfig(
+            "support",
+            exit_key="*",
+            exit_to="100",
+            max_wait=30,
+            on_timeout=ExitAction("voicemail", "main", "queue-timeout"),
+        )
+    }
+    svc = service(queues, clock=clock)
+    first, second = Caller("c1"), Caller("c2")
+    one = asyncio.create_task(svc.wait(request("c1"), first))
+    two = asyncio.create_task(svc.wait(request("c2"), second))
+    await settle()
+    first.keys.put_nowait("5")  # not a key of this queue
+    first.keys.put_nowait("*")
+    assert await asyncio.wait_for(one, 1) == QueueResult("exit key", action="goto", target="100")
     clock.now += 30
-    board.leave("c", "abandoned")  # waited 42.5 s
-    clock.now += 100
-    board.leave("a", "answered")  # taken by an agent: not abandoned, however long it waited
-    counters = board.counters["support"]
-    assert (counters.entered, counters.abandoned, counters.left) == (4, 2, 1)
-    assert counters.longest_abandoned_wait == pytest.approx(42.5)
-    assert order(board) == ["d"] and board.position("d") == 1
-    assert board.position("b") is None
+    svc._on_timer()  # the engine's timer, due now on the fake clock
+    assert await asyncio.wait_for(two, 1) == QueueResult(
+        "exit timeout", action="voicemail", target="main", prompt="queue-timeout"
+    )
+    svc.close()
 
 
-async def test_leave_completes_the_outcome_future() -> None:
-    board = QueueBoard(Clock())
-    entry = board.join(request("a"))
-    assert entry.outcome is not None and not entry.outcome.done()
-    left = board.leave("a", "answered")
-    assert left is entry
-    assert entry.outcome.done() and entry.outcome.result() == "answered"
-    # a second leave (the agent and the caller's hangup racing) changes nothing
-    assert board.leave("a", "abandoned") is None
-    assert entry.outcome.result() == "answered"
-    assert board.counters["support"].abandoned == 0
-
-
-async def test_leave_keeps_an_outcome_already_set() -> None:
-    board = QueueBoard(Clock())
-    entry = board.join(request("a"))
-    assert entry.outcome is not None
-    entry.outcome.set_result("timeout")
-    board.leave("a", "abandoned")
-    assert entry.outcome.result() == "timeout"
-
-
-async def test_joining_again_moves_the_caller() -> None:
-    clock = Clock()
-    board = QueueBoard(clock)
-    first = board.join(request("a", queue="sales"))
-    board.join(request("b", queue="sales"))
-    clock.now += 5
-    second = board.join(request("a", queue="support", priority=3))
-    assert first.outcome is not None and first.outcome.result() == "moved"
-    assert order(board, "sales") == ["b"] and order(board, "support") == ["a"]
-    assert board.counters["sales"].left == 1 and board.counters["sales"].abandoned == 0
-    assert second.joined == T0 + 5
-
-
-async def test_snapshot_contents() -> None:
-    clock = Clock()
-    board = QueueBoard(clock)
-    board.join(request("a", skills={"english": 50}, screen_pop={"crm_name": "Alice"}))
-    clock.now += 10
-    board.join(request("b", priority=2))
-    board.join(request("x", queue="billing"))
-    clock.now += 3.26
-    board.leave("x", "abandoned")
-    snap = board.snapshot()
-    assert [q["name"] for q in snap] == ["billing", "support"]  # sorted by name
-    billing, support = snap
-    assert billing == {
-        "name": "billing",
-        "waiting": 0,
-        "longest_wait": 0.0,
-        "entered": 1,
-        "abandoned": 1,
-        "callers": [],
-    }
-    assert support["waiting"] == 2 and support["entered"] == 2 and support["abandoned"] == 0
-    assert support["longest_wait"] == 13.3  # a, rounded to 0.1 s
-    callers = support["callers"]
-    assert isinstance(callers, list)
-    assert callers[0] == {
-        "call_id": "b",
-        "position": 1,
-        "caller": "caller-b",
-        "caller_name": None,
-        "priority": 2,
-        "skills": {},
-        "data_class": "general",
-        "waiting": 3.3,
-        "joined": T0 + 10,
-        "path": ["menu main: 1"],
-        "screen_pop": {},
-    }
-    assert callers[1]["call_id"] == "a" and callers[1]["position"] == 2
-    assert callers[1]["skills"] == {"english": 50}
-    assert callers[1]["screen_pop"] == {"crm_name": "Alice"}
-    assert callers[1]["waiting"] == 13.3
-
-
-async def test_snapshot_of_one_queue_and_of_an_unknown_one() -> None:
-    board = QueueBoard(Clock())
-    board.join(request("a", queue="sales"))
-    board.join(request("b", queue="support"))
-    (sales,) = board.snapshot("sales")
-    assert sales["name"] == "sales" and sales["waiting"] == 1
-    assert board.snapshot("nowhere") == [
-        {
-            "name": "nowhere",
-            "waiting": 0,
-            "longest_wait": 0.0,
-            "entered": 0,
-            "abandoned": 0,
-            "callers": [],
-        }
+def test_announcements_come_at_first_then_every_period_and_the_periodic_message_apart() -> None:
+    cfg = QueueConfig(
+        "q", position_first=10, position_every=30, periodic_prompt="p", periodic_every=25
+    )
+    plan = Announcements(100.0, cfg)
+    times: list[tuple[float, list[str]]] = []
+    while (at := plan.next_at()) is not None and at <= 200:
+        times.append((at, plan.due(at)))
+    assert times == [
+        (110.0, ["position"]),
+        (125.0, ["periodic"]),
+        (140.0, ["position"]),
+        (150.0, ["periodic"]),
+        (170.0, ["position"]),
+        (175.0, ["periodic"]),
+        (200.0, ["position", "periodic"]),
     ]
-    assert QueueBoard(Clock()).snapshot() == []
+    assert Announcements(0.0, QueueConfig("quiet")).next_at() is None
+    late = Announcements(0.0, cfg)
+    assert late.due(75.0) == ["position", "periodic"]  # each once, however late
+    assert late.next_at() == 100.0
+
+
+def test_the_spoken_position_and_wait() -> None:
+    assert spoken_wait(3, None) == ["queue-position", "number-3"]
+    assert spoken_wait(1, 20.0) == ["queue-position", "number-1", "queue-wait-short"]
+    assert spoken_wait(2, 150.0) == [
+        "queue-position",
+        "number-2",
+        "queue-wait",
+        "number-3",
+        "minutes",
+    ]
+    assert spoken_wait(25, 3600.0) == ["queue-position", "number-many", "queue-wait-long"]
+
+
+def test_the_demo_settings_become_the_engines_configuration() -> None:
+    config = acd_config(load_settings(ROOT / "configs" / "default.yaml").acd)
+    general, account = config.queues["general"], config.queues["account"]
+    assert general.strategy is Strategy.LONGEST_IDLE and account.strategy is Strategy.RING_ALL
+    assert general.on_timeout == ExitAction("voicemail", "main", "queue-timeout")
+    assert account.personal_locations == frozenset({"onsite"})
+    assert (general.exit_key, general.exit_to) == ("*", "100")
+    alice = config.agents["alice"]
+    assert (alice.user, alice.location, dict(alice.queues)) == (
+        "1001",
+        "home",
+        {"general": 0, "account": 0},
+    )
+    assert "supervisor" in config.agents["dave"].roles
+    assert config.codes == ("resolved", "follow_up", "sale", "complaint")

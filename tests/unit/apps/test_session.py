@@ -26,6 +26,7 @@ from softswitch.apps.session import (
     CallSession,
     LookupFailed,
     QueueRequest,
+    QueueResult,
     SessionOutcome,
 )
 from softswitch.routing.decide import CallFacts, CompiledPlan
@@ -74,6 +75,7 @@ class ScriptedChannel:
         self.masked_keys: list[str] = []
         self.clear_keys: list[str] = []
         self.requests: list[QueueRequest] = []
+        self.queue_results: deque[QueueResult] = deque()
         self.hung_up: tuple[int, str, str] | None = None
         self.after_hangup: list[str] = []
         self.played_unanswered: list[tuple[str, ...]] = []
@@ -134,10 +136,10 @@ class ScriptedChannel:
         self._log("bridge", tuple(targets), timeout)
         return self.bridge_results.popleft() if self.bridge_results else 480
 
-    async def queue(self, request: QueueRequest) -> str:
+    async def queue(self, request: QueueRequest) -> QueueResult:
         self._log("queue", request.queue)
         self.requests.append(request)
-        return "answered"
+        return self.queue_results.popleft() if self.queue_results else QueueResult("abandoned")
 
     async def voicemail(
         self, mailbox: str, max_length: float, beep: bool, greeting: str | None
@@ -861,3 +863,56 @@ async def test_a_sensitive_value_used_as_a_target_stays_out_of_the_path(tmp_path
     assert ran.channel.kinds("bridge") == [((SECRET,), None)]  # the call itself works
     assert not [line for line in ran.trace if SECRET in line]
     assert not [step for step in ran.outcome.path if SECRET in step]
+
+
+# -- leaving a queue ------------------------------------------------------------------------------
+
+
+def queue_then(tmp_path: Path) -> CompiledPlan:
+    return compile_plan(
+        tmp_path,
+        context(
+            "main",
+            ("100", "- queue: {name: support}\n- play: goodbye"),
+            ("200", "- play: two"),
+        ),
+    )
+
+
+async def test_a_caller_connected_to_an_agent_ends_the_session_with_the_agent_in_the_path(
+    tmp_path: Path,
+) -> None:
+    channel = ScriptedChannel()
+    channel.queue_results.append(QueueResult("connected", agent="alice"))
+    ran = await run(queue_then(tmp_path), channel)
+    assert ran.outcome.how == "queued"
+    assert ran.outcome.path == ["queue support", "agent alice"]
+    assert channel.plays == [] and channel.hung_up is None  # the rule's next action not run
+
+
+async def test_a_queue_exit_to_an_ivr_branch_routes_the_extension(tmp_path: Path) -> None:
+    channel = ScriptedChannel()
+    channel.queue_results.append(QueueResult("exit key", action="goto", target="200"))
+    ran = await run(queue_then(tmp_path), channel)
+    assert channel.plays == [("two",)]  # extension 200's rule, not the rest of rule 100
+    assert "exit key: goto" in ran.outcome.path
+
+
+async def test_a_queue_exit_to_voicemail_plays_the_prompt_then_records(tmp_path: Path) -> None:
+    channel = ScriptedChannel()
+    channel.queue_results.append(
+        QueueResult("exit timeout", action="voicemail", target="main", prompt="one")
+    )
+    ran = await run(queue_then(tmp_path), channel)
+    assert channel.plays == [("one",)]
+    assert channel.kinds("voicemail") == [("main", 120.0, True, None)]
+    assert ran.outcome.how == "voicemail"
+
+
+async def test_a_queue_exit_to_hang_up_says_its_message_and_ends_the_call(tmp_path: Path) -> None:
+    channel = ScriptedChannel()
+    channel.queue_results.append(QueueResult("exit full", action="hangup", prompt="goodbye"))
+    ran = await run(queue_then(tmp_path), channel)
+    assert channel.plays == [("goodbye",)]
+    assert channel.hung_up is not None and channel.hung_up[2] == "queue exit full"
+    assert ran.outcome.how == "queued"
