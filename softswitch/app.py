@@ -39,9 +39,9 @@ from softswitch.apps.lookup import HttpLookups
 from softswitch.apps.queueing import QueueService, acd_config
 from softswitch.apps.runtime import DialplanRuntime, ReloadResult, compile_plan
 from softswitch.apps.voicemail import VoicemailStore
-from softswitch.b2bua.call import Call
+from softswitch.b2bua.call import Call, Monitor
 from softswitch.b2bua.service import B2bua, Ids, MediaControl
-from softswitch.config import Settings
+from softswitch.config import Settings, load_settings
 from softswitch.pipeline import Account, SipEngine
 from softswitch.registrar.bindings import Binding, BindingTable
 from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar, same_contact
@@ -58,6 +58,7 @@ from softswitch.storage.cdr import CallRecord, records_csv
 from softswitch.storage.queue_log import events_csv
 from softswitch.storage.sqlite import SqliteBindingStore, SqliteCdrStore, SqliteQueueEventStore
 from softswitch.transport.hub import TransportHub
+from softswitch.yaml_loader import ConfigErrors
 
 log = logging.getLogger("softswitch")
 
@@ -264,7 +265,6 @@ class Switch:
         crm = None
         if settings.http.demo_crm is not None:
             crm = DemoCrm(settings.resolve(settings.http.demo_crm))
-        dialplan = self.dialplan
         self.agent_api: AgentApi | None = None
         self.http = HttpApi(
             self,
@@ -273,7 +273,7 @@ class Switch:
             routes=[
                 lambda api: add_dialplan_routes(
                     api,
-                    reload=dialplan.reload if dialplan is not None else None,
+                    reload=self.reload,
                     queues=self.queues,
                     mailboxes=self.mailboxes,
                     crm=crm,
@@ -301,7 +301,55 @@ class Switch:
             queues=self.queues,
             check_password=self._check_agent_password,
             admin_token=self.settings.http.api_token,
+            monitor=self.monitor,
         )
+
+    def originate(
+        self,
+        user: str,
+        *,
+        caller: str,
+        caller_name: str | None = None,
+        timeout: float | None = None,
+        monitor: Monitor | None = None,
+        on_result: Callable[[int, str | None], None],
+    ) -> str | None:
+        """The switch calls ``user``'s phones (see ``B2bua.originate``); ``on_result`` is
+        called once, with 200 and the new call's id when a phone answered."""
+        if user not in self.engine.accounts:
+            on_result(404, None)
+            return None
+        call_id = self.b2bua.originate(
+            user,
+            self.registrar.lookup(user, time.time()),
+            caller=caller,
+            caller_name=caller_name,
+            timeout=timeout if timeout is not None else float(self.settings.calls.ring_timeout),
+            now=self.loop.time(),
+            on_result=on_result,
+            monitor=monitor,
+        )
+        self._flush()  # the INVITEs go out, the ring timer is armed
+        return call_id
+
+    async def monitor(
+        self, supervisor: str, agent: str, mode: str, display: str
+    ) -> tuple[int, str | None]:
+        """A supervisor's monitoring started from the API: the switch calls ``supervisor``
+        and joins the answered phone to ``agent``'s live call in ``mode``."""
+        target = self.b2bua.monitor_target(agent, mode)
+        if target is None:
+            return 404, None
+        done: asyncio.Future[tuple[int, str | None]] = self.loop.create_future()
+
+        def result(status: int, call_id: str | None) -> None:
+            if not done.done():
+                done.set_result((status, call_id))
+
+        self.originate(
+            supervisor, caller="monitor", caller_name=display, monitor=target, on_result=result
+        )
+        return await done
 
     def _check_agent_password(self, user: str, password: str) -> bool:
         """An agent signs in with the digest password of the agent's SIP user, checked against
@@ -348,10 +396,44 @@ class Switch:
         return self.registrar.lookup(target, time.time())
 
     async def reload(self) -> ReloadResult:
-        """Reload the dialplan (SIGHUP, ``POST /api/reload``)."""
+        """Reload the dialplan and the ACD's queues and agents (SIGHUP, ``POST /api/reload``):
+        each takes its new version only if it is valid as a whole; the errors of either are
+        in the result."""
+        acd_errors = await self._reload_acd()
         if self.dialplan is None:
-            return ReloadResult(False, ("this switch runs without a dialplan",))
-        return await self.dialplan.reload()
+            return ReloadResult(not acd_errors, acd_errors)
+        result = await self.dialplan.reload()
+        if acd_errors:
+            return replace(result, ok=False, errors=result.errors + acd_errors)
+        return result
+
+    async def _reload_acd(self) -> tuple[str, ...]:
+        """Read the settings file again and give the ACD its new ``acd`` section (queues,
+        agents, reasons, codes). Agents on a call keep it; removed ones log out after it."""
+        source = self.settings.source
+        if source is None:
+            return ()
+        try:
+            fresh = await asyncio.to_thread(load_settings, source)
+        except ConfigErrors as exc:
+            errors = tuple(str(e) for e in exc.errors)
+        except OSError as exc:
+            errors = (f"{source}: {exc.strerror}",)
+        else:
+            if fresh.acd == self.settings.acd:
+                return ()
+            self.queues.reload(acd_config(fresh.acd))
+            self.settings = self.settings.model_copy(update={"acd": fresh.acd})
+            log.info(
+                "acd reloaded: %d queue(s), %d agent(s)",
+                len(fresh.acd.queues),
+                len(fresh.acd.agents),
+            )
+            return ()
+        for error in errors:
+            log.error("%s", error)
+        log.error("acd settings not reloaded: %d error(s); the previous ones stay", len(errors))
+        return errors
 
     def _on_digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
         who = "caller" if side == "a" else "callee"
@@ -743,7 +825,7 @@ async def serve(settings: Settings, plan: Plan | None = None) -> None:
     reloads: set[asyncio.Task[ReloadResult]] = set()
 
     def reload() -> None:
-        log.info("SIGHUP: reloading the dialplan")
+        log.info("SIGHUP: reloading the dialplan and the ACD")
         task = asyncio.ensure_future(switch.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)

@@ -809,6 +809,12 @@ class Settings(_Section):
     """Settings of one softswitch process."""
 
     _config_dir: Path | None = PrivateAttr(default=None)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file these settings were loaded from (None if made in code)."""
+        return self._source
 
     def resolve(self, relative: str) -> Path:
         """A file named by the settings: relative to the settings file's folder, else to the
@@ -897,6 +903,7 @@ def load_settings(path: str | Path) -> Settings:
     config_dir = Path(path).resolve().parent
     settings = load_model(Settings, path, context={"config_dir": config_dir})
     settings._config_dir = config_dir
+    settings._source = Path(path).resolve()
     return settings
 
 

@@ -410,12 +410,16 @@ class Acd:
 
     def request_callback(self, call_id: str, number: str, now: float) -> None:
         """The waiting caller asked to be called back on ``number``: the entry keeps its
-        place; when it reaches an agent the offer carries the number."""
+        place; when it reaches an agent the offer carries the number. Refused while an agent
+        is being rung for the call (that offer has no number to call back, and the caller is
+        about to be answered)."""
         entry = self._entries.get(call_id)
         if entry is None:
             raise AcdError(f"call {call_id} is not waiting in a queue")
         if not number:
             raise AcdError("a callback needs a number")
+        if entry.offered:
+            raise AcdError(f"call {call_id} is being offered to {', '.join(sorted(entry.offered))}")
         entry.callback = number
         q = self._queues[entry.queue]
         self._log(
@@ -936,6 +940,12 @@ class Acd:
                 q.ready.add(agent_id)
             else:
                 q.ready.discard(agent_id)
+        if run.retired and state in (AgentState.READY, AgentState.NOT_READY):
+            # removed from the configuration and idle, the pending logout replaced on the way
+            # (a not-ready during wrap-up, the phone unreachable while rung): leave now, as
+            # nothing else would ever log the agent out
+            self._apply(run, AgentEvent.LOGOUT, now, out)
+            return
         if run.retired and state is AgentState.LOGGED_OUT:
             self._agents.pop(agent_id, None)
             users = self._by_user.get(run.config.user, [])

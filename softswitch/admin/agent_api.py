@@ -197,6 +197,11 @@ class FailureLimit:
             del self._failures[key]
 
 
+#: ``(supervisor's SIP user, agent's SIP user, mode, display name) -> (status, call id)``: the
+#: switch calls the supervisor and joins the agent's call (see ``Switch.monitor``)
+Monitoring = Callable[[str, str, str, str], Awaitable[tuple[int, str | None]]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Principal:
     """Who a request acts for: an agent's session, or the admin token (``session`` None)."""
@@ -284,6 +289,7 @@ class AgentApi:
         admin_token: str | None,
         clock: Callable[[], float] = time.time,
         token_ttl: float = 12 * 3600,
+        monitor: Monitoring | None = None,
     ) -> None:
         if admin_token is not None and not admin_token:
             raise ValueError("the admin token must not be empty (use None for no token)")
@@ -292,6 +298,7 @@ class AgentApi:
         self.tokens = TokenStore(token_ttl)
         self.failures = FailureLimit(MAX_FAILURES, FAILURE_WINDOW)
         self._check_password = check_password
+        self._monitor = monitor
         self._admin = None if admin_token is None else admin_token.encode()
         self._agents: dict[str, set[_Client]] = {}  # agent -> its sockets
         self._supervisors: set[_Client] = set()
@@ -316,6 +323,7 @@ class AgentApi:
         add.add_get("/supervisor/queues", self._wrap(self.queue_views))
         add.add_post("/supervisor/agents/{agent}/state", self._wrap(self.force_state))
         add.add_get("/supervisor/ws", self._wrap(self.supervisor_socket))
+        add.add_post("/supervisor/monitor", self._wrap(self.monitor))
         api.on_shutdown.append(self._on_shutdown)
 
     @staticmethod
@@ -585,6 +593,37 @@ class AgentApi:
         self._control(action, agent)
         log.info("%s set agent %s %s", principal.name, agent, wanted)
         return web.json_response({"agent": self._view(agent)})
+
+    async def monitor(self, request: web.Request) -> web.Response:
+        """Listen to, whisper into or barge in on an agent's live call: the switch calls the
+        supervisor's phone (the signed-in supervisor's SIP user, or ``phone`` with the admin
+        token) and joins it to the agent's call once answered. Answers when the phone
+        answered (200 with the supervisor's call id) or did not (the SIP status)."""
+        principal = self._principal(request, supervisor=True)
+        if self._monitor is None:
+            raise _Refused(503, "this switch cannot place monitoring calls")
+        body = await _body(request, required=True)
+        _fields(body, ("agent", "mode", "phone"))
+        agent, mode, phone = body.get("agent"), body.get("mode", "listen"), body.get("phone")
+        acd = self.queues.acd
+        if not isinstance(agent, str) or agent not in acd.config.agents:
+            raise _Refused(404, f"no agent {agent!r}")
+        if mode not in ("listen", "whisper", "barge"):
+            raise _Refused(400, 'mode must be "listen", "whisper" or "barge"')
+        if principal.session is not None:
+            if phone is not None:
+                raise _Refused(400, "phone is only for the admin token: the call goes to yours")
+            phone = acd.config.agents[principal.agent].user
+        elif not isinstance(phone, str) or not phone:
+            raise _Refused(400, "phone (the SIP user to call) is required with the admin token")
+        target = acd.config.agents[agent].user
+        status, call_id = await self._monitor(phone, target, mode, f"{mode} {agent}")
+        log.info("%s: %s on agent %s from %s: %d", principal.name, mode, agent, phone, status)
+        if status != 200:
+            reasons = {404: f"agent {agent} is on no call", 480: f"{phone} is not registered"}
+            reason = reasons.get(status, f"the supervisor's phone answered {status}")
+            raise _Refused(404 if status in (404, 480) else 409, reason)
+        return web.json_response({"call_id": call_id, "agent": agent, "mode": mode})
 
     async def supervisor_socket(self, request: web.Request) -> web.StreamResponse:
         principal = self._principal(request, supervisor=True, query=True)
@@ -881,6 +920,7 @@ def add_agent_routes(
     admin_token: str | None,
     clock: Callable[[], float] = time.time,
     token_ttl: float = 12 * 3600,
+    monitor: Monitoring | None = None,
 ) -> AgentApi:
     """Add the agent and supervisor routes to the ``/api/`` sub-application ``api``.
 
@@ -895,6 +935,7 @@ def add_agent_routes(
         admin_token=admin_token,
         clock=clock,
         token_ttl=token_ttl,
+        monitor=monitor,
     )
     agent_api.add_routes(api)
     return agent_api

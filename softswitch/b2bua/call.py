@@ -3,6 +3,10 @@
 A ``Call`` has one A leg (the caller's INVITE, a UAS dialog) and one or more B legs (the forks
 the B2BUA sends, each a UAC dialog of its own, RFC 3261 §12). The call's state machine is the
 table ``TRANSITIONS``; ``Call.move`` refuses any other step.
+
+A call the switch places itself (``B2bua.originate``) has no received INVITE: its A leg is the
+fork, among the INVITEs the switch sent to the called user's contacts (``Call.origin``), that
+answered first, a UAC dialog; until one answers, ``Call.a`` is the first of them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from media.mixer import SupervisorMode
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.events import Address, TxnKey
 from softswitch.sip.message import Request
@@ -62,16 +67,28 @@ class Leg:
     invite_key: TxnKey
     state: LegState = LegState.TRYING
     dialog: Dialog | None = None
-    ack: Request | None = None  # B: the ACK sent for the 2xx, resent on retransmissions
-    status: int = 0  # B: the final status this fork got
+    ack: Request | None = None  # a fork: the ACK sent for its 2xx, resent on retransmissions
+    status: int = 0  # a fork: the final status it got
     reinvite_pending: bool = False
-    contact: str = ""  # B: the registered contact this fork rings (as the binding has it)
-    user: str = ""  # B: the user part of that binding's address-of-record
+    #: a fork (B, or A of a call the switch placed): the registered contact it rings, as the
+    #: binding has it, and the user part of that binding's address-of-record
+    contact: str = ""
+    user: str = ""
 
     @property
     def other(self) -> Leg | None:
         call = self.call
         return call.b if self.side == "a" else call.a
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """What a supervisor's call joins: a live call, the side its agent is on ("a" or "b"),
+    and the mode."""
+
+    call_id: str
+    agent_side: str
+    mode: SupervisorMode
 
 
 @dataclass(eq=False, slots=True)
@@ -113,6 +130,16 @@ class Call:
     bridge_start: int = 0  # the first fork of the current bridge (earlier ones are over)
     a_offer: SessionDescription | None = None  # the caller's SDP offer, parsed
     sdp_version: int = 1  # o= version of the switch's own SDP toward leg A (RFC 4566 §5.2)
+    #: a call the switch placed: its INVITEs to the called user's contacts (leg A is the one
+    #: that answered), and who is told the outcome (200 and the call id, or the failure)
+    origin: list[Leg] = field(default_factory=list)
+    on_origin: Callable[[int, str | None], None] | None = None
+    joins: Monitor | None = None  # a supervisor's call the switch placed: what it joins
+
+    @property
+    def originated(self) -> bool:
+        """The switch placed this call (no INVITE was received for it)."""
+        return bool(self.origin)
 
     def move(self, new: CallState) -> None:
         if new is self.state:
@@ -122,4 +149,6 @@ class Call:
         self.state = new
 
     def legs(self) -> list[Leg]:
+        if self.origin:
+            return [self.a, *(leg for leg in self.origin if leg is not self.a), *self.forks]
         return [self.a, *self.forks]

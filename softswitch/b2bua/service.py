@@ -9,6 +9,10 @@ the layer, synchronously, so a whole call can be simulated with a fake clock.
 - CANCEL from the caller: 487 to the INVITE (§9.2); BYE from either side (§15.1); re-INVITE
   and other in-dialog requests relayed to the other leg (§14), 491 on glare (§14.1).
 - A 2xx that is never ACKed ends the call with BYE (§13.3.1.4).
+- Calls the switch places itself (click to call, a queue's callback, a supervisor's monitoring
+  started from the API): the switch's own offer forked to a user's contacts, the first 2xx ACKed
+  (§13.2.2.4, again for each retransmission) and the others CANCELled; the answered call is then
+  the switch's own, like one it answered (:meth:`B2bua.originate`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Protocol
 from media.dtmf import DtmfReceived, parse_dtmf_relay
 from media.engine import PortsExhausted
 from media.mixer import SupervisorMode
-from softswitch.b2bua.call import Call, CallState, Leg, LegState
+from softswitch.b2bua.call import Call, CallState, Leg, LegState, Monitor
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -53,6 +57,7 @@ from softswitch.sip.sdp import (
     is_hold,
     make_offer,
     media_address,
+    parse_answer,
     restricted,
     with_other_law,
 )
@@ -60,7 +65,7 @@ from softswitch.sip.sdp import (
     answer as sdp_answer,
 )
 from softswitch.sip.txn_layer import TransactionLayer
-from softswitch.sip.uri import SipUri, parse_uri
+from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 log = logging.getLogger("softswitch.b2bua")
 
@@ -203,7 +208,7 @@ class B2bua:
                 log.info("call %s: the bridge was not answered in time", call.id)
                 self._bridge_done(call, 408, now)
             elif call.state is CallState.RINGING:
-                log.info("call %s: no answer within %.0f s", call.id, self.ring_timeout)
+                log.info("call %s: no answer within %.0f s", call.id, now - call.created)
                 self._fail_call(call, 408, "No Answer", now)
 
     def _arm(self, call: Call, deadline: float) -> None:
@@ -236,10 +241,8 @@ class B2bua:
         if call is None:
             return
         call.move(CallState.RINGING)
-        mf = req.max_forwards
-        frm = req.from_
         for binding in bindings:
-            self._send_fork(call, binding, frm, mf, now)
+            self._send_fork(call, binding, now)
         if not call.forks:  # no contact could be reached (unusable URIs or addresses)
             self._fail_call(call, 480, "Temporarily Unavailable", now, cause="no usable contact")
             return
@@ -304,9 +307,22 @@ class B2bua:
     def answer(self, call_id: str, now: float, by: str = "dialplan") -> int | None:
         """The switch answers leg A itself (200 OK with its own SDP answer, RFC 3264 §6):
         the payload type the caller will send and receive, or None if it cannot be answered
-        (no offer, the call gone or answered already)."""
+        (no offer, the call gone or answered already). A call the switch placed is answered
+        by its phone already: the payload type leg A settled on, while the switch is its far
+        end (not bridged, not a supervisor's), so a session runs it like any it answered."""
         call = self.calls.get(call_id)
-        if call is None or call.state is not CallState.ROUTING:
+        if call is None:
+            return None
+        if call.originated:
+            if (
+                call.local
+                and call.state in (CallState.ANSWERED, CallState.CONFIRMED)
+                and call.b is None
+                and call.monitors is None
+            ):
+                return call.a_pt
+            return None
+        if call.state is not CallState.ROUTING:
             return None
         pt = self._answer_a(call, now)
         if pt is not None:
@@ -346,7 +362,6 @@ class B2bua:
         if not bindings:
             on_result(480)
             return
-        a_req = call.a.invite
         if call.state is CallState.ROUTING:
             call.move(CallState.RINGING)
         elif call.local and call.state in (CallState.ANSWERED, CallState.CONFIRMED):
@@ -369,7 +384,7 @@ class B2bua:
         call.on_bridge = on_result
         call.bridge_start = len(call.forks)
         for binding in bindings:
-            self._send_fork(call, binding, a_req.from_, a_req.max_forwards, now)
+            self._send_fork(call, binding, now)
         if len(call.forks) == call.bridge_start:
             self._bridge_done(call, 480, now)
             return
@@ -421,24 +436,233 @@ class B2bua:
     ) -> None:
         """A supervisor dialled a feature code and an extension: join the live call of that
         extension in ``mode`` ("listen", "whisper" or "barge"; digits 1-3 change it later)."""
-        target = next(
-            (
-                c
-                for c in self.calls.values()
-                if c.state in (CallState.ANSWERED, CallState.CONFIRMED)
-                and c.b is not None
-                and extension in (c.callee, c.caller, c.b.user)
-                and c.monitors is None
-            ),
-            None,
-        )
-        if target is None or target.ports is None:
+        monitor = self.monitor_target(extension, mode)
+        if monitor is None:
             self._reply(now, event.key, event.request, 404, "No Call To Monitor")
             return
-        assert target.b is not None
-        agent_side = "b" if extension in (target.callee, target.b.user) else "a"
-        monitor = _Monitor(target.id, agent_side, SupervisorMode[mode.upper()])
         self.answer_local(event, caller, number, "supervisor", now, monitor=monitor)
+
+    def monitor_target(
+        self, extension: str, mode: str, call_id: str | None = None
+    ) -> Monitor | None:
+        """What a supervisor of ``extension`` joins in ``mode`` ("listen", "whisper" or
+        "barge"): the live, bridged call that extension is on (the call ``call_id`` only, when
+        given) and its side. None if there is no such call, or the mode is unknown."""
+        try:
+            chosen = SupervisorMode[mode.upper()]
+        except KeyError:
+            return None
+        calls = [self.calls.get(call_id)] if call_id is not None else self.calls.values()
+        for call in calls:
+            if call is None or not _monitorable(call):
+                continue
+            side = _side_of(call, extension)
+            if side is not None:
+                return Monitor(call.id, side, chosen)
+        return None
+
+    def agent_side(self, call_id: str, user: str) -> str | None:
+        """The side ("a" or "b") of the call ``call_id`` that ``user`` is on, or None. The
+        callee (an agent a queue offered the call to: the user of the answering binding) is
+        on side b; on a call the switch placed, the user it called is on side a."""
+        call = self.calls.get(call_id)
+        return None if call is None else _side_of(call, user)
+
+    # -- calls the switch places ------------------------------------------------------------------
+
+    def originate(
+        self,
+        user: str,
+        bindings: Sequence[Binding],
+        *,
+        caller: str,
+        caller_name: str | None,
+        timeout: float,
+        now: float,
+        on_result: Callable[[int, str | None], None],
+        monitor: Monitor | None = None,
+    ) -> str | None:
+        """Place a call to ``user`` (click to call, a queue's callback, a supervisor's
+        monitoring started from the API): the switch's own offer (PCMU, PCMA, telephone-event;
+        RFC 3264 §5) goes to every contact in ``bindings`` at once, From ``caller`` at the
+        switch's domain with ``caller_name``, To the user. The first 2xx is ACKed (RFC 3261
+        §13.2.2.4) and the other forks CANCELled (§9.1); the call is then the switch's own,
+        like one it answered itself: a session runs it (:meth:`answer` gives leg A's payload
+        type), bridges it to another party (:meth:`bridge`, a late bridge) or hangs it up.
+
+        With ``monitor`` (:meth:`monitor_target`), the answered phone joins that call as its
+        supervisor, in PCMU (the mix's codec), and is hung up when that call ends.
+
+        ``on_result`` is called exactly once: 200 and the call id when the phone answered;
+        else the failure and None: the best status of the forks (§16.7 step 6), 408 when
+        nobody answered within ``timeout`` s, 487 when the call was hung up while ringing,
+        and at once (before this returns) 480 when no contact can be rung, 404 when there is
+        nothing to monitor, 503 when the switch refuses new calls (draining, the call limit,
+        no media). Returns the new call's id, or None when it was refused at once.
+        """
+        status, why = 0, ""
+        target: Call | None = None
+        reachable: list[tuple[Binding, tuple[Address, Uri]]] = []
+        if self.draining:
+            status, why = 503, "the switch is shutting down"
+        elif len(self.calls) >= self.max_calls:
+            status, why = 503, "too many calls"
+        elif self.media is None:
+            status, why = 503, "no media anchoring"
+        elif monitor is not None:
+            target = self.calls.get(monitor.call_id)
+            if target is None or not _monitorable(target) or monitor.agent_side not in ("a", "b"):
+                status, why = 404, f"no call {monitor.call_id} to monitor"
+        if not status:
+            for binding in bindings:
+                where = self._reach(f"to {user}", binding)
+                if where is not None:
+                    reachable.append((binding, where))
+            if not reachable:
+                status, why = 480, "no usable contact" if bindings else "not registered"
+        call = Call(self.ids.call_id(), caller, user, now)
+        if not status and self.media is not None:
+            try:
+                call.ports = self.media.allocate(call.id)
+            except PortsExhausted:
+                status, why = 503, "no RTP ports left"
+        if status or call.ports is None or self.media is None:
+            log.info("call %s -> %s not placed: %s (%d)", caller, user, why, status)
+            on_result(status, None)
+            return None
+        call.caller_name = caller_name
+        call.on_origin = on_result
+        offer = make_offer(
+            local_address=self.media.address,
+            local_port=call.ports[0],
+            session_id=numeric_id(call.id),
+            session_version=call.sdp_version,
+            codec_names=("PCMU",) if monitor is not None else ("PCMU", "PCMA"),
+        )
+        frm = NameAddr(SipUri(self.domain, caller), caller_name)
+        for binding, where in reachable:
+            call.origin.append(
+                self._invite(
+                    call, "a", binding, where, frm, user, None, bytes(offer), "application/sdp", now
+                )
+            )
+        call.a = call.origin[0]
+        self.calls[call.id] = call
+        if monitor is not None and target is not None:
+            call.joins = monitor
+            call.monitors = target.id
+            target.supervisors.add(call.id)  # a supervisor still ringing goes with the call
+        call.ring_deadline = now + timeout
+        self._arm(call, call.ring_deadline)
+        log.info(
+            "call %s: the switch calls %s for %s, %d fork(s)%s",
+            call.id,
+            user,
+            caller,
+            len(call.origin),
+            f" (to monitor call {monitor.call_id})" if monitor is not None else "",
+        )
+        return call.id
+
+    def _origin_response(self, leg: Leg, resp: Response, now: float) -> None:
+        """A response to one of the INVITEs of a call the switch placed."""
+        status = resp.status
+        if status < 200:
+            if status > 100 and leg.state is LegState.TRYING:
+                leg.state = LegState.EARLY
+            return
+        if status < 300:
+            self._origin_answered(leg, resp, now)
+        else:
+            self._origin_failed(leg, status, now)
+
+    def _origin_answered(self, leg: Leg, resp: Response, now: float) -> None:
+        """A contact the switch called answered: ACK (again for a retransmitted 2xx,
+        §13.2.2.4). The first one is leg A (the others are CANCELled, or sent BYE if they
+        answered too, §16.7 step 5 behaviour), its media the switch's."""
+        call = leg.call
+        if leg.ack is not None:  # a retransmission: the same ACK again, whatever came since
+            self.layer.send_stateless(_clone(leg.ack), leg.destination)
+            return
+        if leg.state is not LegState.TRYING and leg.state is not LegState.EARLY:
+            return  # a 2xx that could not make a dialog, retransmitted
+        try:
+            dialog = Dialog.as_uac(leg.invite, resp)
+        except RemoteProtocolError as exc:
+            log.warning("call %s: unusable 2xx from %s: %s", call.id, leg.contact, exc)
+            self._origin_failed(leg, 502, now)
+            return
+        leg.dialog = dialog
+        leg.ack = dialog.create_request("ACK", cseq=leg.invite.cseq.seq)
+        self.layer.send_stateless(_clone(leg.ack), leg.destination)
+        leg.state = LegState.UP
+        self._dialogs[(leg.call_id, leg.local_tag)] = leg
+        if call.state is not CallState.RINGING:  # another contact won, or the call is over
+            self._send_bye(leg, now)
+            return
+        try:
+            chosen = parse_answer(
+                SessionDescription.parse(leg.invite.body), SessionDescription.parse(resp.body)
+            )[0]
+        except RemoteProtocolError as exc:
+            log.warning("call %s: %s answered unusable SDP: %s", call.id, leg.contact, exc)
+            self._send_bye(leg, now)
+            self._origin_failed(leg, 488, now)
+            return
+        assert self.media is not None
+        call.a = leg
+        call.answered_at = now
+        call.final_status = 200
+        call.answered_by = str(leg.invite.uri)
+        for other in call.origin:
+            if other is not leg and other.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(other.invite_key, now)
+        self.media.set_remote(
+            call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
+        call.a_pt = chosen.payload_type
+        law = chosen.codec.lower()
+        call.a_law = law if law in G711_LAWS else None
+        call.local = True
+        call.move(CallState.ANSWERED)
+        call.move(CallState.CONFIRMED)  # our ACK confirms the dialog
+        log.info("call %s: %s answered at %s", call.id, call.callee, leg.contact)
+        if call.joins is not None and not self._join(call, call.joins, now):
+            return
+        callback, call.on_origin = call.on_origin, None
+        if callback is not None:
+            callback(200, call.id)
+
+    def _join(self, call: Call, monitor: Monitor, now: float) -> bool:
+        """The supervisor's phone answered: into the monitored call's mix. False (the call
+        hung up, its requester told 404) if that call cannot be monitored any more."""
+        assert self.media is not None
+        target = self.calls.get(monitor.call_id)
+        if target is None or not self.media.monitor(
+            target.id, call.id, monitor.mode, monitor.agent_side
+        ):
+            log.info("call %s: nothing left to monitor in call %s", call.id, monitor.call_id)
+            callback, call.on_origin = call.on_origin, None
+            self._hangup(call, "nothing to monitor", now)
+            if callback is not None:
+                callback(404, None)
+            return False
+        call.answered_by = f"supervisor ({monitor.mode.name.lower()}) of call {target.id}"
+        return True
+
+    def _origin_failed(self, leg: Leg, status: int, now: float) -> None:
+        """One INVITE of a call the switch placed failed (or its answer was unusable): the
+        call fails once all did, with the best of their statuses (§16.7 step 6)."""
+        call = leg.call
+        if leg.state is not LegState.ENDED:
+            leg.state = LegState.FAILED
+        leg.status = status
+        if call.state is not CallState.RINGING:
+            self._maybe_finish(call)
+            return
+        if all(o.state in (LegState.FAILED, LegState.ENDED) for o in call.origin):
+            best = min((o.status for o in call.origin), key=_status_rank)
+            self._fail_call(call, best, None, now, cause=f"{best}")
 
     def answer_local(
         self,
@@ -448,7 +672,7 @@ class B2bua:
         app: str,
         now: float,
         *,
-        monitor: _Monitor | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         """The switch answers itself: ``app`` is "echo" (the caller's audio sent back),
         "prompt" (a prompt, then a tone for each digit: ``prompt_audio`` is what it plays) or
@@ -517,38 +741,70 @@ class B2bua:
         self.layer.respond(a.invite_key, ok, now)
         return chosen.payload_type
 
-    def _send_fork(
-        self, call: Call, binding: Binding, frm: NameAddr, mf: int | None, now: float
-    ) -> None:
+    def _send_fork(self, call: Call, binding: Binding, now: float) -> None:
+        """Ring one contact for leg B with what leg A offered (or the switch's offer of a late
+        bridge). The fork names the caller and the dialled number; on a call the switch
+        placed, the party on leg A calls the bridge's target (click to call)."""
+        where = self._reach(call.id, binding)
+        if where is None:
+            return
         a_req = call.a.invite
+        if call.originated:
+            frm = NameAddr(SipUri(self.domain, call.callee))
+            to_user, mf = binding.aor.partition("@")[0], None
+        else:
+            frm = NameAddr(SipUri(self.domain, call.caller), call.caller_name)
+            to_user, mf = call.callee, a_req.max_forwards
+        body = call.offer_for_b if call.offer_for_b is not None else a_req.body
+        ctype = a_req.headers.get("Content-Type") if a_req.body else None
+        call.forks.append(
+            self._invite(call, "b", binding, where, frm, to_user, mf, body, ctype, now)
+        )
+
+    def _reach(self, call_id: str, binding: Binding) -> tuple[Address, Uri] | None:
+        """Where a binding's INVITE goes: the flow its REGISTER came on (symmetric signalling
+        through NAT) and its contact as the Request-URI; None (logged) if either is unusable."""
         try:
-            destination = Address.parse(binding.source)
-            target = parse_uri(binding.contact)
+            return Address.parse(binding.source), parse_uri(binding.contact)
         except (ValueError, RemoteProtocolError):
             log.warning(
-                "call %s: unusable binding %s via %s", call.id, binding.contact, binding.source
+                "call %s: unusable binding %s via %s", call_id, binding.contact, binding.source
             )
-            return
+            return None
+
+    def _invite(
+        self,
+        call: Call,
+        side: str,
+        binding: Binding,
+        where: tuple[Address, Uri],
+        frm: NameAddr,
+        to_user: str,
+        mf: int | None,
+        body: bytes,
+        ctype: str | None,
+        now: float,
+    ) -> Leg:
+        """Send an initial INVITE to one contact (RFC 3261 §8.1.1: a new Call-ID, our From
+        tag, CSeq 1): the leg of the UAC dialog it may create (§12.1.2)."""
+        destination, target = where
         h = Headers()
         h.add("Max-Forwards", str(max(0, (mf if mf is not None else 70) - 1)))
         tag = self.ids.tag()
-        caller_uri = SipUri(self.domain, call.caller)
-        h.add("From", f"{NameAddr(caller_uri, frm.display)};tag={tag}")
-        h.add("To", str(NameAddr(SipUri(self.domain, call.callee))))
+        h.add("From", f"{frm};tag={tag}")
+        h.add("To", str(NameAddr(SipUri(self.domain, to_user))))
         call_id = self.ids.call_id()
         h.add("Call-ID", call_id)
         h.add("CSeq", "1 INVITE")
         h.add("Contact", f"<{self.contact_for(destination.transport)}>")
         h.add("Allow", ALLOW)
-        ctype = a_req.headers.get("Content-Type")
-        if ctype and a_req.body:
+        if ctype and body:
             h.add("Content-Type", ctype)
-        body = call.offer_for_b if call.offer_for_b is not None else a_req.body
         invite = Request("INVITE", target, h, body)
         key = self.layer.send_request(invite, destination, now)
         leg = Leg(
             call,
-            "b",
+            side,
             call_id,
             tag,
             destination,
@@ -557,8 +813,8 @@ class B2bua:
             contact=binding.contact,
             user=binding.aor.partition("@")[0],
         )
-        call.forks.append(leg)
         self._track(key, _Pending(leg, "invite"))
+        return leg
 
     # -- events from the transaction layer -------------------------------------------------------
 
@@ -571,7 +827,10 @@ class B2bua:
         if resp.status >= 200 and not (pending.purpose == "invite" and resp.status < 300):
             self._untrack(event.key)
         if pending.purpose == "invite":
-            self._fork_response(pending.leg, resp, now)
+            if pending.leg.side == "a":  # a call the switch placed
+                self._origin_response(pending.leg, resp, now)
+            else:
+                self._fork_response(pending.leg, resp, now)
         elif pending.purpose == "bye":
             if resp.status >= 200:
                 self._leg_ended(pending.leg, now)
@@ -585,7 +844,10 @@ class B2bua:
             return False
         leg = pending.leg
         if pending.purpose == "invite":
-            self._fork_failed(leg, 408, now)
+            if leg.side == "a":
+                self._origin_failed(leg, 408, now)
+            else:
+                self._fork_failed(leg, 408, now)
         elif pending.purpose == "bye":
             self._leg_ended(leg, now)
         else:
@@ -641,15 +903,25 @@ class B2bua:
             self._reply(now, event.key, req, exc.status, exc.message)
             return True
         call = leg.call
+        if (
+            call.originated
+            and leg.side == "a"
+            and (leg is not call.a or call.state is CallState.RINGING)
+        ):
+            # a contact that answered after another one had, or with an answer the switch
+            # could not use: the switch sent it BYE
+            if req.method == "BYE":
+                self._reply(now, event.key, req, 200, "OK")
+                self._leg_ended(leg, now)
+            else:
+                self._reply(now, event.key, req, 481, "Call Leg Gone")
+            return True
         if req.method == "BYE":
             self._reply(now, event.key, req, 200, "OK")
             leg.state = LegState.ENDED
-            log.info(
-                "call %s: BYE from the %s side", call.id, "caller" if leg.side == "a" else "callee"
-            )
-            self._hangup(
-                call, "caller hung up" if leg.side == "a" else "callee hung up", now, skip=leg
-            )
+            who = _party(leg)
+            log.info("call %s: BYE from the %s", call.id, who)
+            self._hangup(call, f"{who} hung up", now, skip=leg)
             return True
         if req.method == "INFO" and self.media is not None and call.ports is not None:
             # DTMF by SIP INFO (application/dtmf-relay), the fallback of phones that send
@@ -912,9 +1184,8 @@ class B2bua:
 
     def _fork_answered(self, fork: Leg, resp: Response, now: float) -> None:
         call = fork.call
-        if fork.state is LegState.UP:
-            if fork.ack is not None:  # 2xx retransmission: ACK again (§13.2.2.4)
-                self.layer.send_stateless(_clone(fork.ack), fork.destination)
+        if fork.ack is not None:  # 2xx retransmission: ACK again (§13.2.2.4), even after BYE
+            self.layer.send_stateless(_clone(fork.ack), fork.destination)
             return
         try:
             dialog = Dialog.as_uac(fork.invite, resp)
@@ -1009,19 +1280,28 @@ class B2bua:
     def _fail_call(
         self, call: Call, status: int, reason: str | None, now: float, cause: str = ""
     ) -> None:
-        """Give the caller a final error and stop every fork still ringing."""
+        """Give the caller a final error and stop every fork still ringing; a call the switch
+        placed: stop its INVITEs, and tell who asked for it."""
         call.on_bridge = None
+        callback, call.on_origin = call.on_origin, None
         call.end_cause = cause or reason or str(status)
         call.final_status = status
         a = call.a
-        self._reply(now, a.invite_key, a.invite, status, reason, to_tag=a.local_tag)
-        self._a_invites.pop(a.invite_key, None)
-        a.state = LegState.ENDED
+        if call.originated:
+            for leg in call.origin:
+                if leg.state in (LegState.TRYING, LegState.EARLY):
+                    self.layer.send_cancel(leg.invite_key, now)
+        else:
+            self._reply(now, a.invite_key, a.invite, status, reason, to_tag=a.local_tag)
+            self._a_invites.pop(a.invite_key, None)
+            a.state = LegState.ENDED
         call.move(CallState.ENDING)
         for fork in call.forks:
             if fork.state in (LegState.TRYING, LegState.EARLY):
                 self.layer.send_cancel(fork.invite_key, now)
         self._maybe_finish(call)
+        if callback is not None:
+            callback(status, None)
 
     def _hangup(self, call: Call, cause: str, now: float, skip: Leg | None = None) -> None:
         """End an established call: BYE on every leg that is still up."""
@@ -1030,7 +1310,10 @@ class B2bua:
         call.end_cause = call.end_cause or cause
         call.on_bridge = None
         if call.state in (CallState.RINGING, CallState.ROUTING):
-            self._fail_call(call, 480, "Temporarily Unavailable", now, cause)
+            if call.originated:  # nobody answered yet: the switch stops calling
+                self._fail_call(call, 487, "Request Terminated", now, cause)
+            else:
+                self._fail_call(call, 480, "Temporarily Unavailable", now, cause)
             return
         call.move(CallState.ENDING)
         if call.bridging:  # a late bridge still ringing
@@ -1038,7 +1321,8 @@ class B2bua:
             for fork in call.forks:
                 if fork.state in (LegState.TRYING, LegState.EARLY):
                     self.layer.send_cancel(fork.invite_key, now)
-        self._a_invites.pop(call.a.invite_key, None)
+        if not call.originated:
+            self._a_invites.pop(call.a.invite_key, None)
         for leg in call.legs():
             if leg is not skip and leg.state is LegState.UP:
                 self._send_bye(leg, now)
@@ -1078,7 +1362,8 @@ class B2bua:
             media_report = self.media.release(call.id)
             call.ports = None
         self.calls.pop(call.id, None)
-        self._a_invites.pop(call.a.invite_key, None)
+        if not call.originated:
+            self._a_invites.pop(call.a.invite_key, None)
         for leg in call.legs():
             self._dialogs.pop((leg.call_id, leg.local_tag), None)
         for key in call.pending:
@@ -1144,13 +1429,35 @@ class B2bua:
             self._hangup(call, "switch shutting down", now)
 
 
-@dataclass(frozen=True, slots=True)
-class _Monitor:
-    """What a supervisor's call joins: a live call, its agent's leg, the mode."""
+def _monitorable(call: Call) -> bool:
+    """A live call between two phones, relayed by the switch, and no supervisor's call."""
+    return (
+        call.state in (CallState.ANSWERED, CallState.CONFIRMED)
+        and call.b is not None
+        and call.monitors is None
+        and call.ports is not None
+    )
 
-    call_id: str
-    agent_side: str
-    mode: SupervisorMode
+
+def _side_of(call: Call, user: str) -> str | None:
+    """The side of ``call`` that ``user`` is on (see :meth:`B2bua.agent_side`)."""
+    if call.b is not None and user == call.b.user:
+        return "b"
+    if call.originated:
+        return "a" if user in (call.a.user, call.callee) else None
+    if user == call.callee:
+        return "b"
+    if user == call.caller:
+        return "a"
+    return None
+
+
+def _party(leg: Leg) -> str:
+    """Who is on ``leg``, in the words of call records: on a call the switch placed, the
+    user it called (leg A) is the callee and whoever it was bridged to the bridged party."""
+    if leg.call.originated:
+        return "callee" if leg.side == "a" else "bridged party"
+    return "caller" if leg.side == "a" else "callee"
 
 
 def _display_name(req: Request) -> str | None:

@@ -8,9 +8,12 @@ alice is a member too). The switch routes as if it were a Tuesday morning in Tok
 (``dialplan.at``), inside the demo's opening hours.
 
 Checked: who rings (by penalty, by data class), two-way audio by frequency, a supervisor who
-listens hears both parties and is heard by neither, an offer the agent declines returns the
-call to the queue for the next agent, the wrap-up code given over the API, and the queue
-events and call detail records the switch keeps.
+listens (feature code) hears both parties and is heard by neither, one who whispers (started
+from the API: the switch calls the supervisor's phone) is heard by the agent only, an offer the
+agent declines returns the call to the queue for the next agent, the wrap-up code given over
+the API, the queue events and call detail records the switch keeps, an agent whose phone
+unregisters made not ready, a supervisor forcing an agent not ready, and a reload of the
+queues and agents.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +223,12 @@ def test_queue_calls_reach_agents_by_penalty_and_data_class(
 
 
 def test_a_declined_offer_goes_to_the_next_agent_and_counts_a_miss(
-    switch: ServerProcess, user_agents: Callable[[str], UserAgent]
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
 ) -> None:
     alice = registered(user_agents, switch, "1001")
     bob = registered(user_agents, switch, "1002")
     carol = registered(user_agents, switch, "1003")
+    dave = registered(user_agents, switch, "1004")
     tokens = {name: sign_in(switch, name) for name in ("alice", "bob")}
     for token in tokens.values():
         wait_for(lambda t=token: agent_state(switch, t)["state"] in ("ready", "not_ready"), 15)
@@ -242,7 +247,35 @@ def test_a_declined_offer_goes_to_the_next_agent_and_counts_a_miss(
     call_id = live_call_id(switch, "1003")
     me = agent_state(switch, tokens["alice"])
     assert me["state"] == "ready" and me["misses"] == 1, me
+
+    # the supervisor whispers to bob from the API: the switch calls dave's phone
+    supervisor = sign_in(switch, "dave")
+    body = {"agent": "bob", "mode": "whisper"}
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(call_api, switch, "POST", "/api/supervisor/monitor", body, supervisor)
+        ringing = int(dave.wait_incoming("1004", timeout=10)["call"])
+        dave.answer(ringing, 200)
+        status, answer = asked.result(timeout=10)
+    assert status == 200, answer
+    dave.wait_state(ringing, "CONFIRMED", timeout=5)
+    carol.media_start(call, 440, str(tmp_path / "carol.wav"))
+    bob.media_start(second, 1000, str(tmp_path / "bob.wav"))
+    dave.media_start(ringing, 1700, str(tmp_path / "dave.wav"))
+    time.sleep(3.0)
+    for ua, leg in ((carol, call), (bob, second), (dave, ringing)):
+        ua.media_stop(leg)
+    bob_hears = heard_samples(tmp_path / "bob.wav")
+    assert spectrum_share(bob_hears, 8000, 1700) > 0.1  # the whisper reaches the agent
+    assert spectrum_share(heard_samples(tmp_path / "carol.wav"), 8000, 1700) < 0.01
+    dave_hears = heard_samples(tmp_path / "dave.wav")
+    assert spectrum_share(dave_hears, 8000, 440) > 0.15
+    assert spectrum_share(dave_hears, 8000, 1000) > 0.15
+    status, answer = call_api(
+        switch, "POST", "/api/supervisor/monitor", {"agent": "alice"}, supervisor
+    )
+    assert status == 404 and "no call" in answer["error"], answer  # alice is on no call
     carol.hangup(call)
+    dave.wait_state(ringing, "DISCONNECTED", timeout=10)  # ends with the call it monitored
     bob.wait_state(second, "DISCONNECTED", timeout=10)
     wait_for(lambda: len(queue_events(switch, f"call_id={call_id}")) >= 5, 5)
     kinds = [(e["event"], e["agent"]) for e in queue_events(switch, f"call_id={call_id}")]
@@ -278,3 +311,41 @@ def test_a_declined_offer_goes_to_the_next_agent_and_counts_a_miss(
     assert state
     bob_now = agent_state(switch, tokens["bob"])
     assert (bob_now["state"], bob_now["reason"]) == ("not_ready", "supervisor"), bob_now
+
+
+def test_reload_takes_new_agents_and_keeps_the_old_settings_when_broken(
+    switch: ServerProcess,
+) -> None:
+    config = switch.workdir / "softswitch.yaml"
+    original = config.read_text(encoding="utf-8")
+    marker = "  agents:\n"
+    assert marker in original
+    erin = '    - {id: erin, name: Erin, user: "1003", location: onsite, queues: {general: 0}}\n'
+    try:
+        config.write_text(original.replace(marker, marker + erin, 1), encoding="utf-8")
+        status, body = call_api(switch, "POST", "/api/reload")
+        assert status == 200 and body["ok"], body
+        supervisor = sign_in(switch, "dave")
+        status, body = call_api(switch, "GET", "/api/supervisor/agents", token=supervisor)
+        (erin_view,) = [a for a in body["agents"] if a["id"] == "erin"]
+        assert erin_view["state"] == "logged_out" and erin_view["queues"] == {"general": 0}
+        status, body = call_api(
+            switch,
+            "POST",
+            "/api/agent/login",
+            {"agent": "erin", "password": switch.users["1003"]},
+        )
+        assert status == 200, body
+
+        broken = erin.replace("general: 0", "nowhere: 0")
+        config.write_text(original.replace(marker, marker + broken, 1), encoding="utf-8")
+        status, body = call_api(switch, "POST", "/api/reload")
+        assert status == 422 and not body["ok"], body
+        (error,) = [e for e in body["errors"] if "nowhere" in e]
+        line = original[: original.index(marker)].count("\n") + 2
+        assert f"softswitch.yaml:{line}:" in error and 'no queue "nowhere"' in error, error
+        status, body = call_api(switch, "GET", "/api/supervisor/agents", token=supervisor)
+        (erin_view,) = [a for a in body["agents"] if a["id"] == "erin"]
+        assert erin_view["queues"] == {"general": 0}  # the previous settings stay
+    finally:
+        config.write_text(original, encoding="utf-8")
