@@ -46,6 +46,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m tools.bench.media_relay
 	$(PY) -m tools.bench.routing
 	$(PY) -m tools.bench.ivr
+	$(PY) -m tools.bench.acd
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ from media.engine import MediaEngine
 from media.player import MusicOnHold, PromptCache, PromptError, load_prompt
 from media.recorder import ChannelLayout, RecordingOptions, RecordingStats
 from media.transport import PortPool
+from softswitch.acd.engine import AcdError
 from softswitch.acd.events import QueueEvent, QueueEventKind
 from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.admin.dialplan_api import DemoCrm, add_dialplan_routes
@@ -254,7 +255,11 @@ class Switch:
         self.b2bua.on_call_ended = self._call_ended
         #: the ACD: callers waiting in queues (the dialplan's queue action) and agents
         self.queues = QueueService(
-            acd_config(settings.acd), clock=time.time, locate=self._locate, draw=self._draw
+            acd_config(settings.acd),
+            clock=time.time,
+            locate=self._locate,
+            draw=self._draw,
+            dialer=_QueueDialer(self),
         )
         self.queues.sinks.append(self._queue_log)
         self.lookups = HttpLookups()
@@ -497,7 +502,7 @@ class Switch:
             dialplan = self.dialplan.session_view(call.id)
             self.dialplan.call_ended(call.id)
         queued = self.queues.connected.get(call.id)
-        self.queues.call_ended(call.id, "agent" if call.end_cause == "callee hung up" else "caller")
+        self.queues.call_ended(call.id, self._who_hung_up(call, queued))
         digits = self.digits.pop(call.id, [])
         media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}
         if dialplan is not None:  # the IVR path the caller took, for reports
@@ -524,6 +529,19 @@ class Switch:
         task = asyncio.ensure_future(self._write_cdr(record))
         self._cdr_writes.add(task)
         task.add_done_callback(self._cdr_writes.discard)
+
+    def _who_hung_up(self, call: Call, queued: tuple[str, str, float] | None) -> str:
+        """ "agent" or "caller", for the queue log. On a call the switch placed (a queued
+        callback) the party called first is leg A: the agent or the caller, as configured."""
+        if not call.originated:
+            return "agent" if call.end_cause == "callee hung up" else "caller"
+        agent_user = None
+        if queued is not None:
+            with contextlib.suppress(AcdError):
+                agent_user = self.queues.acd.agent_config(queued[1]).user
+        leg_a_hung_up = call.end_cause == "callee hung up"
+        agent_first = agent_user is not None and agent_user == call.callee
+        return "agent" if leg_a_hung_up == agent_first else "caller"
 
     def _queue_log(self, events: list[QueueEvent]) -> None:
         """Log the ACD's events, keep them in the queue log (batched), and put wrap-up codes
@@ -789,6 +807,54 @@ class Switch:
         await self.queue_events.close()
         await self.cdrs.close()
         await self.store.close()
+
+
+class _QueueDialer:
+    """The queue service's :class:`~softswitch.apps.queueing.Dialer`: the calls of queued
+    callbacks, placed by the switch and bridged with a late bridge."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+
+    def call(
+        self,
+        user: str,
+        caller_name: str,
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        switch = self.switch
+
+        def answered(status: int, call_id: str | None) -> None:
+            if status == 200 and call_id is not None and switch.media is not None:
+                pt = switch.b2bua.answer(call_id, switch.loop.time(), by="callback")
+                if pt is not None:  # the answered party hears ringback until the bridge
+                    switch.media.attach_local(call_id, pt)
+                    switch.media.play_stream(call_id, "ringback")
+            on_result(status, call_id)
+
+        switch.originate(
+            user, caller="callback", caller_name=caller_name, timeout=timeout, on_result=answered
+        )
+
+    def connect(
+        self,
+        call_id: str,
+        bindings: Sequence[Binding],
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        b2bua = self.switch.b2bua
+
+        def done(status: int) -> None:
+            on_result(status, b2bua.answered_contact(call_id) if status == 200 else None)
+
+        b2bua.bridge(call_id, bindings, timeout, self.switch.loop.time(), done)
+        self.switch._flush()
+
+    def hangup(self, call_id: str) -> None:
+        if self.switch.b2bua.hangup(call_id, "callback not connected", self.switch.loop.time()):
+            self.switch._flush()
 
 
 def _recording_doc(stats: RecordingStats) -> dict[str, object]:

@@ -704,8 +704,6 @@ class QueueSettings(_Section):
     """Agent locations that may take calls tagged ``data_class: personal``."""
     service_level: Number = Field(default=20, gt=0)
     """Answer within this many seconds to count towards the service level."""
-    music: Text | None = None
-    """Music on hold (a prompt name; none: the switch's hold music)."""
     announce_position: Number = Field(default=0, ge=0)
     """Seconds between announcements of the caller's position and estimated wait (0: none)."""
     announce_first: Number = Field(default=15, ge=0)
@@ -770,6 +768,11 @@ class AcdSettings(_Section):
     """Disposition codes an agent gives at the end of wrap-up (empty: any)."""
     outbound_only_classes: tuple[Text, ...] = ()
     """Agent classes never offered inbound calls."""
+    announcements: Text = ""
+    """The folder, within the dialplan's prompts folder, of the queue announcements the switch
+    composes (``queue-position``, ``number-1`` ... ``number-20``, ``number-many``,
+    ``queue-wait``, ``queue-wait-short``, ``queue-wait-long``, ``minutes``,
+    ``queue-callback``); empty: the prompts folder itself."""
 
     @model_validator(mode="after")
     def _references(self) -> AcdSettings:
@@ -922,10 +925,54 @@ def load_with_plan(path: str | Path) -> tuple[Settings, Plan | None]:
         where = load_yaml(path).position(("dialplan", "file"))
         error = ConfigError(*where, "dialplan.file", f"{plan_file}: {exc.strerror}")
         raise ConfigErrors([error]) from None
-    errors = context_errors(settings, plan.contexts, load_yaml(path))
+    doc = load_yaml(path)
+    errors = context_errors(settings, plan.contexts, doc) + prompt_errors(settings, plan, doc)
     if errors:
         raise ConfigErrors(errors)
     return settings, plan
+
+
+#: the queue prompts the switch composes itself (in ``acd.announcements``)
+ANNOUNCEMENTS = (
+    "queue-position",
+    *(f"number-{n}" for n in range(1, 21)),
+    "number-many",
+    "queue-wait",
+    "queue-wait-short",
+    "queue-wait-long",
+    "minutes",
+    "queue-callback",
+)
+
+
+def prompt_errors(settings: Settings, plan: Plan, doc: YamlDocument) -> list[ConfigError]:
+    """Queue prompts (periodic message, exit prompts, the announcements the switch composes)
+    missing from the dialplan's prompts folder."""
+    wanted: list[tuple[Loc, str]] = []
+    composes = False
+    for i, q in enumerate(settings.acd.queues):
+        if q.periodic_prompt:
+            wanted.append((("acd", "queues", i, "periodic_prompt"), q.periodic_prompt))
+        for name in ("on_timeout", "on_full", "on_empty"):
+            exit_to: ExitTo = getattr(q, name)
+            if exit_to.prompt:
+                wanted.append((("acd", "queues", i, name, "prompt"), exit_to.prompt))
+            composes = composes or exit_to.action == "callback"
+        composes = composes or q.announce_position > 0 or q.callback_key is not None
+    if composes:
+        folder = settings.acd.announcements.strip("/")
+        wanted += [
+            (("acd", "announcements"), f"{folder}/{name}" if folder else name)
+            for name in ANNOUNCEMENTS
+        ]
+    errors = []
+    for loc, name in wanted:
+        path = plan.prompt_path(name)
+        if not path.is_file():
+            file, line, col = doc.position(loc)
+            message = f'no prompt "{name}" ({path})'
+            errors.append(ConfigError(file, line, col, format_path(loc), message))
+    return errors
 
 
 def check(path: str | Path) -> list[ConfigError]:

@@ -96,8 +96,6 @@ class QueueConfig:
     """Agent locations that may take ``data_class: personal`` calls."""
     service_level: float = 20.0
     """Seconds within which an answer counts towards the service level."""
-    music: str | None = None
-    """Music on hold (None: the switch's default)."""
     position_first: float = 0.0
     """Seconds after joining of the first position (and estimated wait) announcement; with
     ``position_every`` 0 there is none."""
@@ -154,6 +152,9 @@ class AcdConfig:
     ``supervisor`` are the switch's own)."""
     codes: tuple[str, ...] = ()
     """Wrap-up (disposition) codes; empty: any code is accepted."""
+    announcements: str = ""
+    """The folder (within the dialplan's prompts) of the switch's own queue prompts: position,
+    numbers, estimated wait, the callback's goodbye (empty: the prompts folder itself)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", MappingProxyType(dict(self.queues)))

@@ -43,7 +43,7 @@ from softswitch.apps.session import QueueRequest, QueueResult
 from softswitch.config import AcdSettings, ExitTo
 from softswitch.registrar.bindings import Binding
 
-__all__ = ["Announcements", "QueueCaller", "QueueService", "acd_config"]
+__all__ = ["Announcements", "Dialer", "QueueCaller", "QueueService", "acd_config"]
 
 log = logging.getLogger("softswitch.apps.queueing")
 
@@ -72,6 +72,31 @@ class QueueCaller(Protocol):
 
     def cancel_offer(self) -> None:
         """Stop ringing (the result arrives as a failure)."""
+
+
+class Dialer(Protocol):
+    """Places the calls of queued callbacks (the switch's ``originate`` and late bridge)."""
+
+    def call(
+        self,
+        user: str,
+        caller_name: str,
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        """Call ``user``; ``on_result(200, call id)`` once answered (the call then hears
+        ringback), else the failure status and None."""
+
+    def connect(
+        self,
+        call_id: str,
+        bindings: Sequence[Binding],
+        timeout: float,
+        on_result: Callable[[int, str | None], None],
+    ) -> None:
+        """Ring ``bindings`` and bridge the answered call ``call_id`` to the first to answer."""
+
+    def hangup(self, call_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -149,6 +174,7 @@ class QueueService:
         clock: Callable[[], float],
         locate: Callable[[str], Sequence[Binding] | None],
         draw: Callable[[int], int] | None = None,
+        dialer: Dialer | None = None,
     ) -> None:
         self.clock = clock
         self.locate = locate
@@ -159,6 +185,9 @@ class QueueService:
         self.sinks: list[Callable[[list[QueueEvent]], None]] = []
         #: who is connected to which agent, for the call record: call -> (queue, agent, wait)
         self.connected: dict[str, tuple[str, str, float]] = {}
+        #: places the calls of queued callbacks (None: callbacks are dropped)
+        self.dialer = dialer
+        self._aliases: dict[str, str] = {}  # a callback's call -> the queue entry's call id
 
     # -- the dialplan's queue action ------------------------------------------------------------
 
@@ -221,7 +250,8 @@ class QueueService:
             for what in plan.due(self.clock()):
                 if what == "position":
                     position = self.acd.position(call_id) or 1
-                    prompts += spoken_wait(position, self.acd.estimated_wait(call_id, self.clock()))
+                    wait = self.acd.estimated_wait(call_id, self.clock())
+                    prompts += [self.announcement(p) for p in spoken_wait(position, wait)]
                 else:
                     periodic = self.acd.queue_config(entry.queue).periodic_prompt
                     if periodic:
@@ -246,7 +276,8 @@ class QueueService:
     def call_ended(self, call_id: str, by: str) -> None:
         """The B2BUA forgot the call (``by`` "caller" or "agent" hung up)."""
         self.connected.pop(call_id, None)
-        self._run(self.acd.call_gone(call_id, self.clock(), by=by))
+        queued = self._aliases.pop(call_id, call_id)  # a callback's call: the queue's entry
+        self._run(self.acd.call_gone(queued, self.clock(), by=by))
 
     def agent_unreachable(self, user: str) -> None:
         """The SIP user's last registration went away: its logged-in agents are unreachable."""
@@ -283,8 +314,7 @@ class QueueService:
         waiting = self._waiting.get(offer.call_id)
         now = self.clock()
         if waiting is None:  # a callback: the caller is not on the line
-            for agent_id in offer.agents:
-                self._run(self.acd.missed(offer.call_id, agent_id, now, why="no caller"))
+            self._call_back(offer)
             return
         bindings: list[Binding] = []
         contacts: dict[str, str] = {}
@@ -343,11 +373,74 @@ class QueueService:
         for agent_id in agents:
             self._run(self.acd.missed(call_id, agent_id, now, why=why.get(status, str(status))))
 
+    # -- queued callbacks ------------------------------------------------------------------
+
+    def _call_back(self, offer: Offer) -> None:
+        """A callback reached an agent (reserved for it): call the caller, then ring the
+        agent (``callback_first: caller``), or call the agent, then the caller (``agent``).
+        A caller who does not answer loses the callback (abandoned); an agent who does not
+        answer counts a miss and the callback keeps its place for the next agent."""
+        call_id, number = offer.call_id, offer.callback
+        agent_id = offer.agents[0]
+        for other in offer.agents[1:]:  # one agent per callback, even in a ring-all queue
+            self._run(self.acd.missed(call_id, other, self.clock(), why="callback"))
+        if self.dialer is None or number is None:
+            log.warning("call %s: no way to place the callback; it is dropped", call_id)
+            self._run(self.acd.call_gone(call_id, self.clock(), by="switch"))
+            return
+        dialer = self.dialer
+        agent_user = self.acd.agent_config(agent_id).user
+        entry = self.acd.entry(call_id)
+        joined = self.clock() if entry is None else entry.joined
+        first_caller = self.acd.queue_config(offer.queue).callback_first == "caller"
+        log.info("call %s: calling back %s with agent %s", call_id, number, agent_id)
+
+        def connected(placed: str) -> None:
+            self._aliases[placed] = call_id
+            wait = round(self.clock() - joined, 3)
+            self._run(self.acd.answered(call_id, agent_id, self.clock()))
+            if self.acd.connected_agent(call_id) == agent_id:
+                self.connected[placed] = (offer.queue, agent_id, wait)
+
+        def second_leg(placed: str, status: int) -> None:
+            if status == 200 and first_caller:
+                connected(placed)
+                return
+            if status == 200:  # the agent took it first; the caller answered too
+                return
+            log.info("call %s: the callback's second call failed (%d)", call_id, status)
+            if first_caller:
+                self._run(self.acd.missed(call_id, agent_id, self.clock(), why=str(status)))
+                self._run(self.acd.call_gone(call_id, self.clock(), by="switch"))
+            dialer.hangup(placed)
+
+        def first_leg(status: int, placed: str | None) -> None:
+            if placed is None or status != 200:
+                log.info("call %s: the callback's first call failed (%d)", call_id, status)
+                if first_caller:
+                    self._run(self.acd.call_gone(call_id, self.clock(), by="switch"))
+                else:
+                    self._run(self.acd.missed(call_id, agent_id, self.clock(), why=str(status)))
+                return
+            if not first_caller:
+                connected(placed)
+            target = agent_user if first_caller else number
+            bindings = self.locate(target) or ()
+            dialer.connect(
+                placed, bindings, offer.ring_timeout, lambda st, _c: second_leg(placed, st)
+            )
+
+        first = number if first_caller else agent_user
+        name = f"Callback {offer.queue}" if first_caller else f"Callback {number}"
+        dialer.call(first, name, offer.ring_timeout, first_leg)
+
     def _exit(self, command: Exit) -> None:
         waiting = self._waiting.get(command.call_id)
         if waiting is None or waiting.result.done():
             return
         a = command.action
+        if a.kind == "callback" and a.prompt is None:
+            a = ExitAction("callback", a.target, self.announcement("queue-callback"))
         waiting.result.set_result(
             QueueResult(f"exit {command.why}", action=a.kind, target=a.target, prompt=a.prompt)
         )
@@ -377,6 +470,11 @@ class QueueService:
     def _on_timer(self) -> None:
         self._timer = None
         self._run(self.acd.handle_timer(self.clock()))
+
+    def announcement(self, name: str) -> str:
+        """The prompt name of one of the switch's own queue prompts (``acd.announcements``)."""
+        folder = self.acd.config.announcements.strip("/")
+        return f"{folder}/{name}" if folder else name
 
     def request_of(self, call_id: str) -> QueueRequest | None:
         """What the dialplan said about a waiting caller (the screen pop of an offer)."""
@@ -443,7 +541,6 @@ def acd_config(settings: AcdSettings) -> AcdConfig:
             stay_when=q.stay_when,
             personal_locations=frozenset(q.personal_locations),
             service_level=q.service_level,
-            music=q.music,
             position_first=q.announce_first,
             position_every=q.announce_position,
             periodic_prompt=q.periodic_prompt,
@@ -470,7 +567,9 @@ def acd_config(settings: AcdSettings) -> AcdConfig:
         )
         for a in settings.agents
     }
-    return AcdConfig(queues, agents, settings.reasons, settings.wrap_up_codes)
+    return AcdConfig(
+        queues, agents, settings.reasons, settings.wrap_up_codes, settings.announcements
+    )
 
 
 def _exit_action(exit_to: ExitTo) -> ExitAction:

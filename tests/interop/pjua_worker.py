@@ -401,7 +401,8 @@ class Worker:
     def cmd_media_stop(self, call: int) -> dict[str, Any]:
         """Stop the tone and close the recording (its WAV header is written on close)."""
         generator, recorder = self.media.pop(call)
-        self.call(call).media_ports = None
+        if call in self.calls:  # (the call may be over: the recording is closed all the same)
+            self.calls[call].media_ports = None
         generator.stop()
         del generator, recorder
         self.pump(0.1)

@@ -29,14 +29,16 @@ from typing import Any
 
 import pytest
 
+from media.player import load_prompt
 from tests.interop.api import call_record, live_call_id
-from tests.interop.audio import dominant_hz, heard_samples, spectrum_share
+from tests.interop.audio import correlation, dominant_hz, heard_samples, spectrum_share
 from tests.interop.pjua import PjuaError, UserAgent
 from tests.interop.servers import ServerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 
 SWITCH_OVERRIDES = {"dialplan.at": "2026-11-24T10:00+09:00"}
+PROMPTS = Path(__file__).resolve().parents[2] / "configs" / "prompts" / "demo"
 
 PASSWORDS = {"alice": "1001", "bob": "1002", "dave": "1004"}
 
@@ -349,3 +351,70 @@ def test_reload_takes_new_agents_and_keeps_the_old_settings_when_broken(
         assert erin_view["queues"] == {"general": 0}  # the previous settings stay
     finally:
         config.write_text(original, encoding="utf-8")
+
+
+def test_a_queued_callback_keeps_the_place_then_calls_the_caller_and_rings_the_agent(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    alice = registered(user_agents, switch, "1001")
+    carol = registered(user_agents, switch, "1003")
+    token = sign_in(switch, "alice")
+    status, body = call_api(
+        switch, "POST", "/api/agent/state", {"state": "not_ready", "reason": "break"}, token
+    )
+    assert status == 200, body
+    bob = sign_in(switch, "bob")
+    call_api(switch, "POST", "/api/agent/state", {"state": "not_ready", "reason": "lunch"}, bob)
+
+    since = len(switch.stderr_text())
+    call = carol.call("1003", f"sip:100@{switch.domain}")
+    carol.wait_state(call, "CONFIRMED", timeout=10)
+    time.sleep(1.0)
+    carol.dtmf(call, "1")
+    call_id = live_call_id(switch, "1003")
+    assert wait_for(lambda: switch.api("/api/queues/general")["waiting"] == 1, 5)
+    carol.dtmf(call, "5")  # call me back
+    carol.media_start(call, 300, str(tmp_path / "goodbye.wav"))
+    carol.wait_state(call, "DISCONNECTED", timeout=15)  # after "we will call you back"
+    carol.media_stop(call)
+    goodbye = load_prompt(PROMPTS / "queue-callback.wav").astype(float)
+    # (the recording starts just after the key: the prompt from 0.5 s to 2.5 s)
+    score = correlation(heard_samples(tmp_path / "goodbye.wav"), goodbye[4000:20000])
+    assert score.size and float(score.max()) > 0.6, float(score.max(initial=0))
+    (entry,) = switch.api("/api/queues/general")["callers"]
+    assert entry["call_id"] == call_id and entry["callback"] is True
+
+    set_ready(switch, token)  # alice is free: the switch calls carol first
+    back = int(carol.wait_incoming("1003", timeout=10)["call"])
+    carol.answer(back, 200)
+    ringing = int(alice.wait_incoming("1001", timeout=10)["call"])
+    alice.answer(ringing, 200)
+    alice.wait_state(ringing, "CONFIRMED", timeout=10)
+    carol.media_start(back, 440, str(tmp_path / "carol.wav"))
+    alice.media_start(ringing, 1000, str(tmp_path / "alice.wav"))
+    time.sleep(2.5)
+    carol.media_stop(back)
+    alice.media_stop(ringing)
+    alice.hangup(ringing)
+    carol.wait_state(back, "DISCONNECTED", timeout=10)
+    assert abs(dominant_hz(tmp_path / "carol.wav", 440)[0] - 1000) < 20
+    assert abs(dominant_hz(tmp_path / "alice.wav", 1000)[0] - 440) < 20
+
+    def kinds() -> list[tuple[str, str | None]]:
+        return [(e["event"], e["agent"]) for e in queue_events(switch, f"call_id={call_id}")]
+
+    wait_for(lambda: len(kinds()) >= 5, 5)
+    assert kinds()[:5] == [
+        ("entered", None),
+        ("callback_requested", None),
+        ("offered", "alice"),
+        ("connected", "alice"),
+        ("completed_agent", "alice"),
+    ], kinds()
+    assert switch.api("/api/queues/general")["waiting"] == 0
+    rows = switch.api("/api/cdrs?queue=general&agent=alice&limit=1")["records"]
+    assert rows and rows[0]["caller"] == "callback" and rows[0]["callee"] == "1003"
+    log = switch.stderr_text()[since:]
+    assert "Traceback" not in log and "failed" not in log, log[-3000:]
+    held, doc = switch.wait_idle()
+    assert held, doc

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from softswitch import yaml_loader
-from softswitch.config import Settings, User, check, load_settings
+from softswitch.config import ANNOUNCEMENTS, Settings, User, check, load_settings
 from softswitch.yaml_loader import (
     ConfigError,
     ConfigErrors,
@@ -509,3 +509,44 @@ def test_ten_thousand_users_load_and_keep_positions(tmp_path: Path) -> None:
     [error] = check(config)
     assert (error.line, error.col) == (30_001, 24)
     assert error.path == "users[9999].allowed_networks[0]"
+
+
+def test_queue_prompts_must_exist_in_the_dialplans_prompts(tmp_path: Path) -> None:
+    plan = REPO / "configs" / "dialplan" / "demo.yaml"
+    config = write(
+        tmp_path / "switch.yaml",
+        f"""\
+dialplan:
+  file: {plan}
+acd:
+  announcements: nowhere
+  queues:
+    - name: general
+      periodic_prompt: demo/queue-periodic
+      on_full: {{action: hangup, prompt: demo/no-such-prompt}}
+    - name: quiet
+""",
+    )
+    errors = [str(e) for e in check(config)]
+    prompts = plan.parent / ".." / "prompts"
+    assert errors[0] == (
+        f"{config}:8:41: acd.queues[0].on_full.prompt: no prompt "
+        f'"demo/no-such-prompt" ({prompts / "demo/no-such-prompt.wav"})'
+    )
+    # no queue announces a position or offers a callback: the composed prompts are not needed
+    assert len(errors) == 1
+    composing = config.read_text().replace(
+        "    - name: quiet", '    - name: quiet\n      callback_key: "5"'
+    )
+    config.write_text(composing)
+    errors = [str(e) for e in check(config)]
+    assert len(errors) == 1 + len(ANNOUNCEMENTS) and all(
+        ":4:18: acd.announcements: no prompt" in e for e in errors[1:]
+    )
+    assert any('"nowhere/queue-callback"' in e for e in errors)
+    config.write_text(
+        composing.replace("announcements: nowhere", "announcements: demo").replace(
+            "no-such-prompt", "queue-full"
+        )
+    )
+    assert check(config) == []

@@ -49,8 +49,9 @@ TEXTS: dict[str, str] = {
     "queue-timeout": "All our agents are still busy. Please leave a message after the tone.",
     "queue-full": "All our agents are busy and we cannot hold your call. Please call again "
     "later. Goodbye.",
-    "queue-periodic": "Thank you for waiting. Your call is important to us. Press star to "
-    "return to the main menu.",
+    "queue-periodic": "Thank you for waiting. Your call is important to us. To be called back "
+    "instead, keeping your place, press 5. To return to the main menu, press star.",
+    "queue-callback": "Thank you. We will call you back when it is your turn. Goodbye.",
     **{
         f"number-{n}": word
         for n, word in enumerate(

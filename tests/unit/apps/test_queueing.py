@@ -269,7 +269,7 @@ def test_the_demo_settings_become_the_engines_configuration() -> None:
     config = acd_config(load_settings(ROOT / "configs" / "default.yaml").acd)
     general, account = config.queues["general"], config.queues["account"]
     assert general.strategy is Strategy.LONGEST_IDLE and account.strategy is Strategy.RING_ALL
-    assert general.on_timeout == ExitAction("voicemail", "main", "queue-timeout")
+    assert general.on_timeout == ExitAction("voicemail", "main", "demo/queue-timeout")
     assert account.personal_locations == frozenset({"onsite"})
     assert (general.exit_key, general.exit_to) == ("*", "100")
     alice = config.agents["alice"]
