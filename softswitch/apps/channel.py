@@ -207,8 +207,26 @@ class SwitchChannel:
         self.media.play_stream(self.call_id, "music")
 
     async def announce(self, prompts: Sequence[str]) -> None:
-        await self._play([self.prompt(name) for name in prompts], barge_in=False)
-        self.hold_music()
+        """Play prompts over the hold music; the music comes back in the same media tick as
+        the prompt's end (no silent packet between them)."""
+        clips = [self.prompt(name) for name in prompts]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = True
+
+        def finished(key: str | None) -> None:
+            if waiting:
+                self.hold_music()
+            if not done.done():
+                done.set_result(None)
+
+        if not self.media.play(self.call_id, clips, barge_in=False, on_done=finished):
+            return
+        try:
+            await done
+        finally:
+            waiting = False
+            if not done.done():  # cancelled: an agent answered, or the caller hung up
+                self.media.stop_playback(self.call_id)
 
     def offer(
         self,
