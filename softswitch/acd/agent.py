@@ -293,7 +293,8 @@ def _unreachable_idle(agent: Agent, args: _Args, out: list[Change]) -> None:
 
 
 def _unreachable_offered(agent: Agent, args: _Args, out: list[Change]) -> None:
-    agent.pending = (AgentEvent.NOT_READY, "unreachable")
+    if agent.pending is None or agent.pending[0] is not AgentEvent.LOGOUT:
+        agent.pending = (AgentEvent.NOT_READY, "unreachable")  # a pending logout wins
     agent.misses += 1
     agent._idle(args, out, AgentState.READY)
 

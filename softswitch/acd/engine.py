@@ -57,6 +57,7 @@ K = QueueEventKind
 #: not-ready reasons the switch sets itself (agents pick from the configured list)
 SWITCH_REASONS = frozenset({"missed", "unreachable", "supervisor", "login"})
 RING_GRACE = 5.0  # seconds past the ring timeout before the engine gives up on a report
+CALLBACK_TTL = 4 * 3600.0  # a callback not served within this is dropped (abandoned)
 MAX_HOPS = 8  # overflow moves per call (a loop A -> B -> A ends)
 WINDOW = 3600.0  # live figures: the last hour
 RATE_WINDOW = 600.0  # the leave rate behind the wait estimate: the last ten minutes
@@ -134,10 +135,13 @@ class Entry:
     attempts: int = 0
     callback: str | None = None
     hops: int = 0
+    rank: int = -1
+    """Place among equal priorities: the call's first arrival in any queue (an overflow
+    keeps it), set from ``seq`` when the call first arrives."""
 
     @property
     def key(self) -> tuple[int, int]:
-        return (-self.priority, self.seq)
+        return (-self.priority, self.rank if self.rank >= 0 else self.seq)
 
 
 @dataclass(slots=True)
@@ -189,6 +193,7 @@ class _Run:
     calls: dict[str, int] = field(default_factory=dict)  # per queue, since login
     answered: int = 0
     last_call: str | None = None  # the call of the current or last wrap-up
+    last_queue: str | None = None  # and its queue
     retired: bool = False  # removed from the configuration; gone once logged out
 
 
@@ -421,6 +426,7 @@ class Acd:
         if entry.offered:
             raise AcdError(f"call {call_id} is being offered to {', '.join(sorted(entry.offered))}")
         entry.callback = number
+        self._timer(now + CALLBACK_TTL, "expire", call_id, str(entry.seq))
         q = self._queues[entry.queue]
         self._log(
             K.CALLBACK_REQUESTED,
@@ -605,8 +611,27 @@ class Acd:
                     continue
                 q = self._queues[entry.queue]
                 if kind == "wait":
-                    if int(extra) == entry.seq:  # not a wait timer of an earlier entry
+                    # not a wait timer of an earlier entry; a callback, once promised, is not
+                    # timed out (its own lifetime is CALLBACK_TTL)
+                    if int(extra) == entry.seq and entry.callback is None:
                         self._exit(entry, q, "timeout", q.config.on_timeout, now, out)
+                elif kind == "expire":
+                    if int(extra) == entry.seq and entry.callback is not None:
+                        position = q.waiting.index(entry) + 1
+                        self._remove(entry, now, out)
+                        q.abandoned += 1
+                        q.outcomes.append((now, now - entry.joined, False))
+                        self._log(
+                            K.ABANDONED,
+                            now,
+                            entry.call_id,
+                            entry.queue,
+                            None,
+                            position=position,
+                            original_position=entry.position,
+                            wait=_s(now - entry.joined),
+                            why="callback expired",
+                        )
                 elif kind == "relax":
                     by, _, seq = extra.partition("|")
                     if int(seq) == entry.seq:
@@ -655,7 +680,9 @@ class Acd:
         self._by_user = {}
         for q in self._queues.values():
             q.members, q.order, q.ready = {}, {}, set()
-        for index, (agent_id, run) in enumerate(self._agents.items()):
+        order = {agent_id: i for i, agent_id in enumerate(config.agents)}
+        for agent_id, run in self._agents.items():
+            index = order.get(agent_id, len(order))  # (a removed agent finishing a call: last)
             self._by_user.setdefault(run.config.user, []).append(agent_id)
             for name, penalty in run.config.queues.items():
                 q = self._queues.setdefault(name, _Queue(config.queue(name)))
@@ -672,38 +699,40 @@ class Acd:
 
     def snapshot(self, now: float) -> dict[str, object]:
         """Every queue's and agent's live state and the last hour's figures."""
-        queues = []
-        for name in sorted(self._queues):
-            q = self._queues[name]
-            self._prune(q, now)
-            answered = [w for _, w, ok in q.outcomes if ok]
-            total = len(q.outcomes)
-            within = sum(1 for w in answered if w <= q.config.service_level)
-            queues.append(
-                {
-                    "name": name,
-                    "strategy": q.config.strategy.value,
-                    "waiting": len(q.waiting),
-                    "longest_wait": round(max((now - e.joined for e in q.waiting), default=0.0), 1),
-                    "entered": q.entered,
-                    "answered": q.answered,
-                    "abandoned": q.abandoned,
-                    "exited": q.exited,
-                    "members": len(q.members),
-                    "ready": len(q.ready),
-                    "service_level": None if total == 0 else round(within / total, 3),
-                    "speed_of_answer": (
-                        None if not answered else round(sum(answered) / len(answered), 1)
-                    ),
-                    "callers": [self.entry_view(e, now, i + 1) for i, e in enumerate(q.waiting)],
-                }
-            )
+        queues = [self.queue_view(name, now) for name in sorted(self._queues)]
         states: dict[str, int] = {s.value: 0 for s in AgentState}
         agents = []
         for agent_id, run in self._agents.items():
             states[run.machine.state.value] += 1
             agents.append(self.agent_view(agent_id, now))
         return {"queues": queues, "agents": agents, "agent_states": states}
+
+    def queue_view(self, name: str, now: float) -> dict[str, object]:
+        """One queue's live state: callers in order, and the last hour's service level (the
+        share of calls answered within the queue's target among those answered, abandoned
+        or sent out by a timeout or an empty queue) and speed of answer."""
+        q = self._queues.get(name)
+        if q is None:
+            q = _Queue(self.config.queue(name))
+        self._prune(q, now)
+        answered = [w for _, w, ok in q.outcomes if ok]
+        total = len(q.outcomes)
+        within = sum(1 for w in answered if w <= q.config.service_level)
+        return {
+            "name": name,
+            "strategy": q.config.strategy.value,
+            "waiting": len(q.waiting),
+            "longest_wait": round(max((now - e.joined for e in q.waiting), default=0.0), 1),
+            "entered": q.entered,
+            "answered": q.answered,
+            "abandoned": q.abandoned,
+            "exited": q.exited,
+            "members": len(q.members),
+            "ready": len(q.ready),
+            "service_level": None if total == 0 else round(within / total, 3),
+            "speed_of_answer": None if not answered else round(sum(answered) / len(answered), 1),
+            "callers": [self.entry_view(e, now, i + 1) for i, e in enumerate(q.waiting)],
+        }
 
     def agent_view(self, agent_id: str, now: float) -> dict[str, object]:
         run = self._run(agent_id)
@@ -756,6 +785,7 @@ class Acd:
         hops: int,
         out: list[Command],
         callback: str | None = None,
+        rank: int = -1,
     ) -> None:
         q = self._queues.get(queue)
         if q is None:
@@ -779,6 +809,7 @@ class Acd:
             hops=hops,
             callback=callback,
         )
+        entry.rank = rank if rank >= 0 else entry.seq
         q.entered += 1
         if cfg.max_length and len(q.waiting) >= cfg.max_length:
             q.exited += 1
@@ -827,7 +858,8 @@ class Acd:
             self._timer(now + cfg.max_wait, "wait", call_id, str(entry.seq))
         for step in cfg.relax:
             self._timer(now + step.after, "relax", call_id, f"{step.by}|{entry.seq}")
-        self._dispatch(q, now, out)
+        # only the newcomer: the callers before it already had every ready agent to try
+        self._dispatch(q, now, out, only=entry)
 
     def _leave_to(
         self, entry: Entry, q: _Queue, why: str, action: ExitAction, now: float, out: list[Command]
@@ -854,9 +886,12 @@ class Acd:
                 entry.hops + 1,
                 out,
                 entry.callback,
+                entry.rank,
             )
             return
-        if action.kind == "queue":
+        if action.kind in ("queue", "callback"):
+            # an overflow past MAX_HOPS; a callback for a caller who never had a place in
+            # line (refused on arrival: full, or nobody to serve it) has none to keep
             action = ExitAction("hangup", None, action.prompt)
         out.append(Exit(entry.call_id, q.config.name, why, action))
 
@@ -864,8 +899,16 @@ class Acd:
         self, entry: Entry, q: _Queue, why: str, action: ExitAction, now: float, out: list[Command]
     ) -> None:
         position = q.waiting.index(entry) + 1
+        if action.kind == "callback" and entry.callback is None and entry.caller:
+            if entry.offered:
+                return  # an agent is being rung for the call: no callback offer now
+            # the caller is offered a callback and keeps the place in line
+            self.request_callback(entry.call_id, entry.caller, now)
+            out.append(Exit(entry.call_id, q.config.name, why, action))
+            return
         self._remove(entry, now, out)
         q.exited += 1
+        q.outcomes.append((now, now - entry.joined, False))
         kind = K.EXIT_TIMEOUT if why == "timeout" else K.EXIT_EMPTY
         self._log(
             kind,
@@ -899,7 +942,7 @@ class Acd:
         if run is None or run.machine.call != call_id:
             return
         wrap = self._queues[conn.queue].config.wrap_up
-        run.last_call = call_id
+        run.last_call, run.last_queue = call_id, conn.queue
         self._apply(run, AgentEvent.ENDED, now, out, call=call_id, wrap_up=wrap)
 
     def _apply(
@@ -965,7 +1008,8 @@ class Acd:
         before, after = change.before, change.after
         if before is AgentState.WRAP_UP and after is not AgentState.WRAP_UP:
             call = change.call or run.last_call
-            self._log(K.WRAP_UP, now, call, None, agent_id, code=change.code or "")
+            queue = run.last_queue
+            self._log(K.WRAP_UP, now, call, queue, agent_id, code=change.code or "")
         if change.event is AgentEvent.LOGIN:
             run.login_at = now
             run.idle_since = now
@@ -994,12 +1038,15 @@ class Acd:
                 break
             self._dispatch(self._queues[name], now, out)
 
-    def _dispatch(self, q: _Queue, now: float, out: list[Command]) -> None:
-        """Offer waiting callers, in order, to the queue's ready agents who may take them."""
+    def _dispatch(
+        self, q: _Queue, now: float, out: list[Command], only: Entry | None = None
+    ) -> None:
+        """Offer waiting callers (or ``only`` that one), in order, to the queue's ready agents
+        who may take them."""
         if not q.ready or not q.waiting:
             return
         hopeless: set[tuple[object, ...]] = set()
-        for entry in list(q.waiting):
+        for entry in list(q.waiting) if only is None else [only]:
             if not q.ready:
                 break
             if entry.offered or entry.call_id not in self._entries:
@@ -1085,7 +1132,8 @@ class Acd:
 
     def _servable(self, q: _Queue, entry: Entry, rule: str) -> bool:
         """``always``; ``logged_in``: some member who may take the call is logged in;
-        ``available``: one is ready, offered, on a call or in wrap-up (not not-ready)."""
+        ``ready``: one is ready now (:attr:`QueueConfig.join_when`); ``available``: one is
+        ready, offered, on a call or in wrap-up (not not-ready)."""
         if rule == "always":
             return True
         for agent_id in q.members:
@@ -1095,6 +1143,8 @@ class Acd:
                 continue
             if rule == "available" and state is AgentState.NOT_READY:
                 continue
+            if rule == "ready" and state is not AgentState.READY:
+                continue
             if self.may_take(run.config, entry.data_class, q.config):
                 return True
         return False
@@ -1103,10 +1153,14 @@ class Acd:
         rule = q.config.stay_when
         if rule == "always" or not q.waiting:
             return
+        servable: dict[str, bool] = {}  # by data class: the members are looked at once each
         for entry in list(q.waiting):
-            if entry.offered or entry.call_id not in self._entries:
+            if entry.offered or entry.call_id not in self._entries or entry.callback:
                 continue
-            if not self._servable(q, entry, rule):
+            ok = servable.get(entry.data_class)
+            if ok is None:
+                ok = servable[entry.data_class] = self._servable(q, entry, rule)
+            if not ok:
                 self._exit(entry, q, "empty", q.config.on_empty, now, out)
 
     def _timer(self, when: float, kind: str, key: str, extra: str = "") -> None:

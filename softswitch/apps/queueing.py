@@ -487,32 +487,25 @@ class QueueService:
         queues = snap["queues"]
         assert isinstance(queues, list)
         for queue in queues:
-            for view in queue["callers"]:
-                waiting = self._waiting.get(view["call_id"])
-                if waiting is not None:
-                    r = waiting.request
-                    view["caller_name"] = r.caller_name
-                    view["path"] = list(r.path)
-                    view["screen_pop"] = dict(r.screen_pop)
+            self._add_requests(queue)
         return snap
 
     def queue_view(self, name: str) -> dict[str, object]:
-        """One queue's live view (an idle, empty view for a queue nobody used yet)."""
-        queues = self.snapshot()["queues"]
-        assert isinstance(queues, list)
-        for queue in queues:
-            if queue["name"] == name:
-                return dict(queue)
-        return {
-            "name": name,
-            "waiting": 0,
-            "longest_wait": 0.0,
-            "entered": 0,
-            "answered": 0,
-            "abandoned": 0,
-            "exited": 0,
-            "callers": [],
-        }
+        """One queue's live view (an idle, empty one for a queue nobody used yet)."""
+        return self._add_requests(self.acd.queue_view(name, self.clock()))
+
+    def _add_requests(self, queue: dict[str, object]) -> dict[str, object]:
+        """What the dialplan said about each waiting caller: name, IVR path, screen pop."""
+        callers = queue["callers"]
+        assert isinstance(callers, list)
+        for view in callers:
+            waiting = self._waiting.get(view["call_id"])
+            if waiting is not None:
+                r = waiting.request
+                view["caller_name"] = r.caller_name
+                view["path"] = list(r.path)
+                view["screen_pop"] = dict(r.screen_pop)
+        return queue
 
     def close(self) -> None:
         if self._timer is not None:
