@@ -695,10 +695,11 @@ class QueueSettings(_Section):
     on_timeout: ExitTo = Field(default_factory=ExitTo)
     on_full: ExitTo = Field(default_factory=ExitTo)
     on_empty: ExitTo = Field(default_factory=ExitTo)
-    join_when: Literal["always", "logged_in", "available"] = "always"
-    """Join only if an agent who may take the call is logged in (``logged_in``) or logged in
-    and not on a break (``available``); else ``on_empty`` at once."""
-    stay_when: Literal["always", "logged_in", "available"] = "always"
+    join_when: Literal["always", "logged_in", "available", "ready"] = "always"
+    """Join only if an agent who may take the call is logged in (``logged_in``), logged in
+    and not on a break (``available``: ready, ringing, on a call or in wrap-up), or ready
+    now (``ready``); else ``on_empty`` at once."""
+    stay_when: Literal["always", "logged_in", "available", "ready"] = "always"
     """The same test while waiting, when agents log out or go not ready."""
     personal_locations: tuple[Literal["onsite", "home"], ...] = ("onsite",)
     """Agent locations that may take calls tagged ``data_class: personal``."""

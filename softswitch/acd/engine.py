@@ -328,21 +328,7 @@ class Acd:
         if entry is not None:
             if entry.callback is not None and by == "caller":
                 return out  # the caller hung up after asking to be called back
-            q = self._queues[entry.queue]
-            position = q.waiting.index(entry) + 1
-            self._remove(entry, now, out)
-            q.abandoned += 1
-            q.outcomes.append((now, now - entry.joined, False))
-            self._log(
-                K.ABANDONED,
-                now,
-                entry.call_id,
-                entry.queue,
-                None,
-                position=position,
-                original_position=entry.position,
-                wait=_s(now - entry.joined),
-            )
+            self._abandon(entry, now, out)
             return out
         conn = self._connected.pop(call_id, None)
         if conn is not None:
@@ -617,21 +603,7 @@ class Acd:
                         self._exit(entry, q, "timeout", q.config.on_timeout, now, out)
                 elif kind == "expire":
                     if int(extra) == entry.seq and entry.callback is not None:
-                        position = q.waiting.index(entry) + 1
-                        self._remove(entry, now, out)
-                        q.abandoned += 1
-                        q.outcomes.append((now, now - entry.joined, False))
-                        self._log(
-                            K.ABANDONED,
-                            now,
-                            entry.call_id,
-                            entry.queue,
-                            None,
-                            position=position,
-                            original_position=entry.position,
-                            wait=_s(now - entry.joined),
-                            why="callback expired",
-                        )
+                        self._abandon(entry, now, out, why="callback expired")
                 elif kind == "relax":
                     by, _, seq = extra.partition("|")
                     if int(seq) == entry.seq:
@@ -922,6 +894,25 @@ class Acd:
             action=action.kind,
         )
         self._leave_to(entry, q, why, action, now, out)
+
+    def _abandon(self, entry: Entry, now: float, out: list[Command], **details: Detail) -> None:
+        """The caller is gone before an agent answered (hung up, or a callback expired)."""
+        q = self._queues[entry.queue]
+        position = q.waiting.index(entry) + 1
+        self._remove(entry, now, out)
+        q.abandoned += 1
+        q.outcomes.append((now, now - entry.joined, False))
+        self._log(
+            K.ABANDONED,
+            now,
+            entry.call_id,
+            entry.queue,
+            None,
+            position=position,
+            original_position=entry.position,
+            wait=_s(now - entry.joined),
+            **details,
+        )
 
     def _remove(self, entry: Entry, now: float, out: list[Command]) -> None:
         """Take the entry out of its queue, withdraw its offers still ringing and release those

@@ -88,8 +88,9 @@ class QueueConfig:
     on_full: ExitAction = HANGUP
     on_empty: ExitAction = HANGUP
     join_when: str = "always"
-    """``always``; ``logged_in`` (some agent who may take the call is logged in); ``ready``
-    (one is ready now). Otherwise the caller goes to ``on_empty`` at once."""
+    """``always``; ``logged_in`` (some agent who may take the call is logged in);
+    ``available`` (one is logged in and not on a break); ``ready`` (one is ready now).
+    Otherwise the caller goes to ``on_empty`` at once."""
     stay_when: str = "always"
     """The same test applied while waiting, when agents log out or go not ready."""
     personal_locations: frozenset[str] = frozenset({"onsite"})

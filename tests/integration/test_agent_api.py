@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.apps.queueing import QueueService
 from softswitch.apps.session import QueueRequest, QueueResult
 from softswitch.registrar.bindings import Binding
+from tests.acd_callers import ScriptedCaller, binding
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 ADMIN = "admin-T0ken-for-the-api-0123456789"
@@ -64,61 +65,8 @@ class MovableClock:
         return time.time() + self.offset
 
 
-class AnsweringCaller:
-    """A waiting caller's channel whose offers are answered at once by the first binding (or,
-    with ``answer`` False, ring until cancelled)."""
-
-    def __init__(self, call_id: str, *, answer: bool = True) -> None:
-        self.call_id = call_id
-        self.answer = answer
-        self.offered: list[list[str]] = []
-        self.cancelled = 0
-        self._ringing: Callable[[int, str | None], None] | None = None
-
-    def hold_music(self) -> None:
-        pass
-
-    async def announce(self, prompts: Sequence[str]) -> None:
-        pass
-
-    async def next_digit(self, timeout: float) -> str | None:
-        await asyncio.sleep(timeout)
-        return None
-
-    def offer(
-        self,
-        bindings: Sequence[Binding],
-        timeout: float,
-        on_result: Callable[[int, str | None], None],
-    ) -> None:
-        self.offered.append([b.contact for b in bindings])
-        if self.answer:
-            on_result(200, bindings[0].contact)
-        else:
-            self._ringing = on_result
-
-    def cancel_offer(self) -> None:
-        """The failure arrives later, as a channel's 487 would."""
-        self.cancelled += 1
-        ringing, self._ringing = self._ringing, None
-        if ringing is not None:
-            asyncio.get_running_loop().call_soon(ringing, 487, None)
-
-
 def locate(user: str) -> list[Binding] | None:
-    if user not in PASSWORDS:
-        return None
-    return [
-        Binding(
-            aor=f"{user}@switch.test",
-            contact=f"sip:{user}@127.0.0.1:5099",
-            expires_at=time.time() + 3600,
-            q=1.0,
-            call_id=f"reg-{user}",
-            cseq=1,
-            source="udp:127.0.0.1:5099",
-        )
-    ]
+    return [binding(user)] if user in PASSWORDS else None
 
 
 def check_password(user: str, password: str) -> bool:
@@ -242,7 +190,7 @@ def join(env: Env, call_id: str, *, answer: bool = True) -> asyncio.Task[QueueRe
         screen_pop={"member": "778899", "tier": "gold"},
     )
     return asyncio.get_running_loop().create_task(
-        env.queues.wait(request, AnsweringCaller(call_id, answer=answer))
+        env.queues.wait(request, ScriptedCaller(call_id, answer_at_once=answer, cancel_later=True))
     )
 
 

@@ -19,58 +19,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from media.codecs.g711 import ULAW_DECODE_TABLE, ulaw_encode
+from media.codecs.g711 import ULAW_DECODE_TABLE
 from media.dtmf import Rfc4733Sender
 from media.mixer import SupervisorMode
 from media.rtp.packet import RtpPacket
 from media.tones import tone
 from softswitch.app import Switch
-from softswitch.apps.channel import SwitchChannel
 from softswitch.b2bua.call import Monitor
-from softswitch.config import Listener
 from softswitch.sip.events import Address, RequestReceived
 from softswitch.sip.message import Request, Response
 from softswitch.sip.sdp import SessionDescription, codecs, media_address
 from softswitch.storage.cdr import CallRecord
-from tests.integration.test_switch_calls import (
+from tests.integration.local_switch import UDP_ONLY, make_settings, running_switch, server_address
+from tests.integration.origination import CALLER, CALLER_NAME, EMPTY, Results, channel, originate
+from tests.integration.realnet import (
     RealNet,
     RtpSocket,
+    TonePhone,
     audio_target,
     channel_peak_hz,
-    server_address,
+    talk,
 )
-from tests.integration.test_switch_sockets import make_settings
 from tests.sim.network import DOMAIN, Phone, sdp
 
-CALLER, CALLER_NAME = "8000", "Support callback"
-EMPTY = {"calls": 0, "dialogs": 0, "pending": 0, "invites": 0}
 #: the initial INVITEs each phone received, in order
 _INVITES: weakref.WeakKeyDictionary[Phone, list[Request]] = weakref.WeakKeyDictionary()
 
 
 @pytest.fixture
 async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
-    sw = Switch(make_settings(tmp_path, (Listener(transport="udp", address="127.0.0.1", port=0),)))
-    await sw.start()
-    yield sw
-    await sw.stop()
-
-
-@pytest.fixture
-async def net() -> AsyncIterator[RealNet]:
-    n = RealNet()
-    yield n
-    n.close()
-
-
-class Results:
-    """What ``on_result`` was told, in order."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, str | None]] = []
-
-    def __call__(self, status: int, call_id: str | None) -> None:
-        self.seen.append((status, call_id))
+    async with running_switch(make_settings(tmp_path, UDP_ONLY)) as sw:
+        yield sw
 
 
 async def phone(
@@ -112,52 +91,13 @@ def invite_to(p: Phone) -> Request:
     return _INVITES[p][0]
 
 
-def originate(
-    sw: Switch,
-    user: str,
-    results: Results,
-    *,
-    timeout: float = 10.0,
-    monitor: Monitor | None = None,
-) -> str | None:
-    call_id = sw.b2bua.originate(
-        user,
-        sw.registrar.lookup(user, time.time()),
-        caller=CALLER,
-        caller_name=CALLER_NAME,
-        timeout=timeout,
-        now=sw.loop.time(),
-        on_result=results,
-        monitor=monitor,
-    )
-    sw._flush()  # what the switch's shell does after every input
-    return call_id
-
-
-def channel(sw: Switch, call_id: str, prompt: np.ndarray) -> SwitchChannel:
-    """A session's channel on the call, as the dialplan runtime makes one."""
-    assert sw.media is not None
-    return SwitchChannel(
-        call_id,
-        sw.b2bua,
-        sw.media,
-        clock=sw.loop.time,
-        after=sw._flush,
-        prompt=lambda name: prompt,
-        locate=sw._locate,
-        queues=sw.queues,
-        mailboxes=None,
-        caller=CALLER,
-        caller_name=CALLER_NAME,
-    )
-
-
 async def idle(sw: Switch, net: RealNet) -> None:
     """The switch forgot every call, and every table and RTP port is free again."""
     await net.until(lambda: not sw.b2bua.calls, 10)
     assert sw.b2bua.table_sizes == EMPTY
-    assert sw.media is not None and len(sw.media) == 0
-    assert sw.media.free_pairs == sw.media.pool.capacity
+    media = sw.media
+    assert media is not None
+    await net.until(lambda: len(media) == 0 and media.free_pairs == media.pool.capacity, 5)
 
 
 async def record_of(sw: Switch, call_id: str) -> CallRecord:
@@ -174,14 +114,6 @@ def ulaw_peak_hz(payloads: list[bytes]) -> float:
 
 async def received(rtp: RtpSocket, count: int) -> list[RtpPacket]:
     return [await rtp.recv() for _ in range(count)]
-
-
-def drain(rtp: RtpSocket) -> None:
-    while True:
-        try:
-            rtp.sock.recv(2048)
-        except BlockingIOError:
-            return
 
 
 async def test_answered_call_is_the_switchs_own_prompts_digits_and_hang_up(
@@ -419,7 +351,7 @@ async def test_late_bridge_to_another_phone_relays_both_ways(switch: Switch, net
     await net.until(lambda: carol.call_state == "confirmed")
     to_switch_from_bob = audio_target(invite_to(bob).body)
     to_switch_from_carol = audio_target(fork.body)
-    drain(bob_rtp)  # ringback and what the session played before the bridge
+    bob_rtp.drain()  # ringback and what the session played before the bridge
     for seq in range(1, 6):
         bob_rtp.send(to_switch_from_bob, seq, b"\x11" * 160)
         assert (await carol_rtp.recv()).payload == b"\x11" * 160
@@ -436,56 +368,6 @@ async def test_late_bridge_to_another_phone_relays_both_ways(switch: Switch, net
     await idle(switch, net)
     record = await record_of(switch, call_id)
     assert record.cause == "bridged party hung up"
-
-
-class TonePhone:
-    """A phone's RTP socket that sends a tone as PCMU every 20 ms and keeps what it hears."""
-
-    def __init__(self, rtp: RtpSocket, hz: float, ssrc: int) -> None:
-        self.rtp, self.hz, self.ssrc = rtp, hz, ssrc
-        self.seq = 0
-        self.heard: list[bytes] = []
-        self.to: tuple[str, int] | None = None
-
-    def send(self) -> None:
-        assert self.to is not None
-        t = (np.arange(160) + self.seq * 160) / 8000
-        frame = np.round(8000 * np.sin(2 * np.pi * self.hz * t)).astype(np.int16)
-        packet = RtpPacket(
-            0, self.seq, self.seq * 160, self.ssrc, payload=ulaw_encode(frame).tobytes()
-        )
-        self.rtp.sock.sendto(bytes(packet), self.to)
-        self.seq += 1
-
-    def take(self) -> None:
-        while True:
-            try:
-                data = self.rtp.sock.recv(2048)
-            except BlockingIOError:
-                return
-            packet = RtpPacket.parse(data)
-            if packet.payload_type == 0:
-                self.heard.append(packet.payload)
-
-    def share(self, hz: float) -> float:
-        samples = ULAW_DECODE_TABLE[np.frombuffer(b"".join(self.heard), np.uint8)].astype(float)
-        if len(samples) < 1600:
-            return 0.0
-        spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
-        freqs = np.fft.rfftfreq(len(samples), 1 / 8000)
-        return float(spectrum[np.abs(freqs - hz) < 20].sum() / max(spectrum.sum(), 1e-9))
-
-
-async def talk(phones: list[TonePhone], seconds: float) -> None:
-    for p in phones:
-        p.take()
-        p.heard.clear()
-    for _ in range(int(seconds / 0.02)):
-        for p in phones:
-            p.send()
-        await asyncio.sleep(0.02)
-        for p in phones:
-            p.take()
 
 
 async def test_supervisor_call_joins_the_mix_and_ends_with_the_call(
@@ -553,13 +435,11 @@ async def test_a_supervisor_still_ringing_is_cancelled_when_the_call_ends(
 async def test_transactions_drain_after_an_originated_call(tmp_path: Path, net: RealNet) -> None:
     """With short SIP timers every transaction of the call ends too (Timer M after the
     2xx, 64*T1; Timer K after the BYE's 200, T4; RFC 6026 §8.4, RFC 3261 §17.1.2.2)."""
-    settings = make_settings(tmp_path, (Listener(transport="udp", address="127.0.0.1", port=0),))
+    settings = make_settings(tmp_path, UDP_ONLY)
     settings = settings.model_copy(
         update={"sip": settings.sip.model_copy(update={"t1": 0.05, "t2": 0.4, "t4": 0.2})}
     )
-    sw = Switch(settings)
-    await sw.start()
-    try:
+    async with running_switch(settings) as sw:
         bob = await phone(sw, net, "1002", answer=200)
         results = Results()
         call_id = originate(sw, "1002", results)
@@ -570,5 +450,3 @@ async def test_transactions_drain_after_an_originated_call(tmp_path: Path, net: 
         await net.until(lambda: bob.bye_received)
         await idle(sw, net)
         await net.until(lambda: len(sw.layer) == 0, 8)
-    finally:
-        await sw.stop()

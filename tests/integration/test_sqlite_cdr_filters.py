@@ -17,29 +17,7 @@ import pytest
 
 from softswitch.storage.cdr import CDR_CSV_COLUMNS, CallRecord, records_csv, spreadsheet_cell
 from softswitch.storage.sqlite import SqliteCdrStore
-
-T0 = 1_700_000_000.0
-
-
-def record(call_id: str, ended: float, **kw: object) -> CallRecord:
-    fields: dict[str, object] = {
-        "call_id": call_id,
-        "caller": "1001",
-        "caller_name": None,
-        "callee": "2000",
-        "started": ended - 30.0,
-        "answered": ended - 20.0,
-        "ended": ended,
-        "status": 200,
-        "cause": "caller hung up",
-    }
-    fields.update(kw)
-    return CallRecord(**fields)  # type: ignore[arg-type]
-
-
-def ids(records: list[CallRecord]) -> list[str]:
-    return [r.call_id for r in records]
-
+from tests.integration.call_records import T0, ids, record
 
 QUEUED = record(
     "q1@h",

@@ -1,13 +1,12 @@
 """Calls through an in-process switch over real loopback sockets.
 
 The scripted phones of ``tests/sim/network.py`` run here on real UDP sockets and TCP
-connections, driven by the event loop's clock.
+connections, driven by the event loop's clock (``tests/integration/realnet.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,89 +22,11 @@ from media.tones import tone
 from softswitch.app import Switch
 from softswitch.config import Listener
 from softswitch.sip.events import Address
-from softswitch.sip.framing import StreamFramer
 from softswitch.sip.message import Response
 from softswitch.sip.sdp import SessionDescription, media_address
-from tests.integration.test_switch_sockets import make_settings
+from tests.integration.local_switch import make_settings, running_switch, server_address
+from tests.integration.realnet import RealNet, RtpSocket, audio_target, channel_peak_hz
 from tests.sim.network import Phone, sdp
-
-
-class RealNet:
-    """Phones on real sockets: ``now`` is the loop clock, ``send`` writes to a socket."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.phones: list[Phone] = []
-        self._udp: dict[Address, asyncio.DatagramTransport] = {}
-        self._tcp: dict[Address, asyncio.StreamWriter] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._tasks.append(asyncio.ensure_future(self._tick()))
-
-    @property
-    def now(self) -> float:
-        return self.loop.time()
-
-    def send(self, data: bytes, source: Address, destination: Address) -> None:
-        if source.transport == "udp":
-            self._udp[source].sendto(data, (destination.host, destination.port))
-        else:
-            self._tcp[source].write(data)
-
-    async def udp_phone(self, user: str, server: Address) -> Phone:
-        phone_box: list[Phone] = []
-
-        class Proto(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                phone_box[0].receive(data, Address("udp", addr[0], addr[1]), self_net.now)
-
-        self_net = self
-        transport, _ = await self.loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
-        phone = Phone(self, user, f"demo{user}", Address("udp", "127.0.0.1", port), server)
-        phone_box.append(phone)
-        self._udp[phone.address] = transport  # type: ignore[assignment]
-        self.phones.append(phone)
-        return phone
-
-    async def tcp_phone(self, user: str, server: Address) -> Phone:
-        """A phone that only has its outbound TCP connection (it listens on nothing)."""
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        port = writer.get_extra_info("sockname")[1]
-        phone = Phone(self, user, f"demo{user}", Address("tcp", "127.0.0.1", port), server)
-        self._tcp[phone.address] = writer
-        self.phones.append(phone)
-
-        async def read() -> None:
-            framer = StreamFramer()
-            while data := await reader.read(65536):
-                for message in framer.feed(data):
-                    phone.receive(message, server, self.now)
-
-        self._tasks.append(asyncio.ensure_future(read()))
-        return phone
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(0.01)
-            for phone in self.phones:
-                deadline = phone.layer.next_deadline()
-                if deadline is not None and deadline <= self.now:
-                    phone.layer.handle_timer(self.now)
-                    phone.process(self.now)
-
-    async def until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
-        end = self.now + timeout
-        while not cond():
-            assert self.now < end, "condition not reached in time"
-            await asyncio.sleep(0.01)
-
-    def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for transport in self._udp.values():
-            transport.close()
-        for writer in self._tcp.values():
-            writer.close()
 
 
 @pytest.fixture
@@ -114,21 +35,8 @@ async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
         Listener(transport="udp", address="127.0.0.1", port=0),
         Listener(transport="tcp", address="127.0.0.1", port=0),
     )
-    sw = Switch(make_settings(tmp_path, listeners))
-    await sw.start()
-    yield sw
-    await sw.stop()
-
-
-@pytest.fixture
-async def net() -> AsyncIterator[RealNet]:
-    n = RealNet()
-    yield n
-    n.close()
-
-
-def server_address(sw: Switch, transport: str) -> Address:
-    return next(a for a in sw.hub.bound if a.transport == transport)
+    async with running_switch(make_settings(tmp_path, listeners)) as sw:
+        yield sw
 
 
 async def test_call_to_a_tcp_registered_phone_reuses_its_connection(
@@ -197,9 +105,7 @@ async def test_advertised_address_goes_into_via_and_contact(tmp_path: Path, net:
     settings = settings.model_copy(
         update={"sip": settings.sip.model_copy(update={"advertised_address": "203.0.113.5"})}
     )
-    sw = Switch(settings)
-    await sw.start()
-    try:
+    async with running_switch(settings) as sw:
         server = server_address(sw, "udp")
         alice = await net.udp_phone("1001", server)
         bob = await net.udp_phone("1002", server)
@@ -215,31 +121,6 @@ async def test_advertised_address_goes_into_via_and_contact(tmp_path: Path, net:
         await net.until(lambda: alice.call_state == "confirmed")
         alice.hangup()
         await net.until(lambda: bob.bye_received)
-    finally:
-        await sw.stop()
-
-
-class RtpSocket:
-    """A phone's RTP port."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port: int = self.sock.getsockname()[1]
-
-    def send(self, to: tuple[str, int], seq: int, payload: bytes) -> None:
-        self.sock.sendto(bytes(RtpPacket(0, seq, seq * 160, 0x1234, payload=payload)), to)
-
-    async def recv(self) -> RtpPacket:
-        loop = asyncio.get_running_loop()
-        data = await asyncio.wait_for(loop.sock_recv(self.sock, 2048), 2.0)
-        return RtpPacket.parse(data)
-
-
-def audio_target(body: bytes) -> tuple[str, int]:
-    offer = SessionDescription.parse(body)
-    return media_address(offer.media[0], offer)
 
 
 @dataclass
@@ -345,9 +226,7 @@ async def test_a_leg_that_stops_sending_rtp_ends_the_call(tmp_path: Path, net: R
     settings = settings.model_copy(
         update={"media": settings.media.model_copy(update={"dead_peer_timeout": 1})}
     )
-    sw = Switch(settings)
-    await sw.start()
-    try:
+    async with running_switch(settings) as sw:
         c = await anchored_call(sw, net)
         alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
         to_switch_from_alice, to_switch_from_bob = c.to_switch_from_alice, c.to_switch_from_bob
@@ -365,18 +244,11 @@ async def test_a_leg_that_stops_sending_rtp_ends_the_call(tmp_path: Path, net: R
                 break
         assert alice.bye_received and bob.bye_received
         await net.until(lambda: not sw.b2bua.calls)
-    finally:
-        await sw.stop()
 
 
 def tone_payloads(hz: float, count: int, encode: Callable[[np.ndarray], np.ndarray]) -> list[bytes]:
     samples = tone((hz,), 20 * count, -10.0)
     return [encode(samples[i * 160 : (i + 1) * 160]).tobytes() for i in range(count)]
-
-
-def channel_peak_hz(channel: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(channel.astype(float) * np.hanning(len(channel))))
-    return float(np.fft.rfftfreq(len(channel), 1 / 8000)[int(np.argmax(spectrum[1:])) + 1])
 
 
 async def test_recorded_call_has_the_caller_left_and_the_callee_right(
@@ -392,9 +264,7 @@ async def test_recorded_call_has_the_caller_left_and_the_callee_right(
             )
         }
     )
-    sw = Switch(settings)
-    await sw.start()
-    try:
+    async with running_switch(settings) as sw:
         c = await anchored_call(sw, net, bob_codecs=b"8 101")
         alice, bob, alice_rtp, bob_rtp = c.alice, c.bob, c.alice_rtp, c.bob_rtp
         to_switch_from_alice, to_switch_from_bob = c.to_switch_from_alice, c.to_switch_from_bob
@@ -413,8 +283,6 @@ async def test_recorded_call_has_the_caller_left_and_the_callee_right(
         alice.hangup()
         await net.until(lambda: bob.bye_received)
         await net.until(lambda: not sw.b2bua.calls)
-    finally:
-        await sw.stop()
     [path] = list(recordings.glob("*.wav"))
     with wave.open(str(path)) as wav:
         assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
@@ -511,9 +379,7 @@ async def test_a_call_leaves_a_detail_record_and_old_records_are_purged(
     old = CallRecord("old", "1001", None, "1002", 1.0, None, 2.0, 487, "cancelled")
     async with SqliteCdrStore(settings.registrar.binding_store) as store:
         await store.add(old)  # from long before the retention period
-    sw = Switch(settings)
-    await sw.start()
-    try:
+    async with running_switch(settings) as sw:
         c = await anchored_call(sw, net)
         for seq in range(1, 11):
             c.alice_rtp.send(c.to_switch_from_alice, seq, b"\x11" * 160)
@@ -531,8 +397,6 @@ async def test_a_call_leaves_a_detail_record_and_old_records_are_purged(
         assert record.started <= record.answered <= record.ended <= time.time()
         assert record.media["a"]["packets_in"] == 10 and record.media["b"]["packets_out"] == 10
         assert await sw.cdrs.get("old") is None  # purged at start-up
-    finally:
-        await sw.stop()
 
 
 async def test_recording_paused_over_http_leaves_silence_and_the_record_says_so(

@@ -418,3 +418,52 @@ def test_a_queued_callback_keeps_the_place_then_calls_the_caller_and_rings_the_a
     assert "Traceback" not in log and "failed" not in log, log[-3000:]
     held, doc = switch.wait_idle()
     assert held, doc
+
+
+def test_two_waiting_callers_go_to_two_agents_in_arrival_order(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent]
+) -> None:
+    alice = registered(user_agents, switch, "1001")
+    bob = registered(user_agents, switch, "1002")
+    carol = registered(user_agents, switch, "1003")
+    dave = registered(user_agents, switch, "1004")
+    tokens = {name: sign_in(switch, name) for name in ("alice", "bob")}
+    for token in tokens.values():  # nobody ready while the callers arrive
+        status, body = call_api(
+            switch, "POST", "/api/agent/state", {"state": "not_ready", "reason": "break"}, token
+        )
+        assert status == 200, body
+    calls = {}
+    for ua, user in ((carol, "1003"), (dave, "1004")):  # carol first, then dave
+        call = ua.call(user, f"sip:100@{switch.domain}")
+        ua.wait_state(call, "CONFIRMED", timeout=10)
+        time.sleep(1.0)
+        ua.dtmf(call, "1")
+        calls[user] = call
+        waiting = len(calls)
+        assert wait_for(lambda n=waiting: switch.api("/api/queues/general")["waiting"] == n, 8)
+    callers = switch.api("/api/queues/general")["callers"]
+    assert [(c["caller"], c["position"]) for c in callers] == [("1003", 1), ("1004", 2)]
+
+    set_ready(switch, tokens["bob"])  # bob is ready first: he takes the first caller
+    first = int(bob.wait_incoming("1002", timeout=10)["call"])
+    bob.answer(first, 200)
+    bob.wait_state(first, "CONFIRMED", timeout=10)
+    set_ready(switch, tokens["alice"])
+    second = int(alice.wait_incoming("1001", timeout=10)["call"])
+    alice.answer(second, 200)
+    alice.wait_state(second, "CONFIRMED", timeout=10)
+    assert switch.api("/api/queues/general")["waiting"] == 0
+    carol_id, dave_id = live_call_id(switch, "1003"), live_call_id(switch, "1004")
+    for ua, call in ((carol, calls["1003"]), (dave, calls["1004"])):
+        ua.hangup(call)
+        ua.wait_state(call, "DISCONNECTED", timeout=10)
+    wait_for(lambda: len(queue_events(switch, f"call_id={dave_id}")) >= 4, 5)
+    connected = {
+        e["call_id"]: e["agent"]
+        for e in queue_events(switch, "event=connected&queue=general")
+        if e["call_id"] in (carol_id, dave_id)
+    }
+    assert connected == {carol_id: "bob", dave_id: "alice"}
+    held, doc = switch.wait_idle()
+    assert held, doc

@@ -21,24 +21,19 @@ import pytest
 
 from media.tones import tone
 from softswitch.app import Switch
-from softswitch.config import Listener
-from tests.integration.test_originate import CALLER, CALLER_NAME, Results, channel, originate
-from tests.integration.test_switch_sockets import make_settings
+from tests.integration.local_switch import UDP_ONLY, make_settings, running_switch, server_address
+from tests.integration.origination import CALLER, CALLER_NAME, EMPTY, Results, channel, originate
 from tests.interop.audio import heard_samples, spectrum_share
 from tests.interop.pjua import UserAgent, call_between
 from tests.interop.servers import DOMAIN, USERS
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("pjsua2_ready")]
 
-EMPTY = {"calls": 0, "dialogs": 0, "pending": 0, "invites": 0}
-
 
 @pytest.fixture
 async def local_switch(tmp_path: Path) -> AsyncIterator[Switch]:
-    sw = Switch(make_settings(tmp_path, (Listener(transport="udp", address="127.0.0.1", port=0),)))
-    await sw.start()
-    yield sw
-    await sw.stop()
+    async with running_switch(make_settings(tmp_path, UDP_ONLY)) as sw:
+        yield sw
 
 
 Agents = Callable[[str], Awaitable[UserAgent]]
@@ -48,7 +43,7 @@ Agents = Callable[[str], Awaitable[UserAgent]]
 async def agents(local_switch: Switch) -> AsyncIterator[Agents]:
     """Registered pjsua2 phones (``await agents("1002")``), closed while the switch runs."""
     made: list[UserAgent] = []
-    port = next(a.port for a in local_switch.hub.bound if a.transport == "udp")
+    port = server_address(local_switch, "udp").port
 
     async def make(user: str) -> UserAgent:
         agent = UserAgent(f"{user}-{len(made)}")
@@ -173,7 +168,7 @@ async def test_supervisor_called_by_the_switch_whispers_to_the_agent(
     local_switch: Switch, agents: Agents, tmp_path: Path
 ) -> None:
     sw = local_switch
-    port = next(a.port for a in sw.hub.bound if a.transport == "udp")
+    port = server_address(sw, "udp").port
     server = SimpleNamespace(users=USERS, address=f"127.0.0.1:{port}", domain=DOMAIN)
     made: list[UserAgent] = []
 

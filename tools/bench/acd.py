@@ -56,9 +56,10 @@ to CPU 1 with ``taskset``), with ``tools/bench/acd_plan.yaml`` as its dialplan (
 answer, then queue ``bench``) and the queue in its settings: announcement of the position
 first after 5 s then every 10 s, the periodic message (``queue-periodic``, 5.7 s) every 15 s,
 music on hold between them, no agents. SIPp on CPU 0 places N calls with the caller scenario
-and capture of ``tools/bench/ivr.py`` (``tools/sipp/uac_pcap_dtmf.xml``: G.711 at 50 packets/s
-each way for the whole call; its digits are no key of the queue) at 100 calls/s and holds each
-until all N are up and a window of 20 s (``--window``) has passed. In the window the bench
+and capture the IVR bench uses too (``tools/bench/switch_run.py`` runs the steps of both:
+``tools/sipp/uac_pcap_dtmf.xml``, G.711 at 50 packets/s each way for the whole call; its digits
+are no key of the queue) at 100 calls/s and holds each until all N are up and a window of 20 s
+(``--window``) has passed. In the window the bench
 reads the switch's CPU share of its core (utime + stime from /proc/PID/stat over the window's
 wall time), the RTP packets per second the switch sent to (music or announcements) and
 received from each caller (``GET /api/calls`` media counters at both ends of the window),
@@ -85,13 +86,10 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import wave
 from collections.abc import Callable, Sequence
@@ -104,29 +102,27 @@ from softswitch.acd.engine import Acd, Command, Offer
 from softswitch.acd.model import AcdConfig, AgentConfig, QueueConfig, Relaxation, Strategy
 from softswitch.apps.queueing import spoken_wait
 from softswitch.routing.loader import load_plan
-from tests.interop.servers import (
-    DOMAIN,
-    USERS,
-    ServerProcess,
-    ServerStartError,
-    cpu_seconds,
-    free_port,
-    softswitch_server,
-)
-from tests.interop.sipp import SippProcess, SippResult, register_contact, sipp_path, write_injection
-from tools.bench.ivr import (
-    CALLEE_SCENARIO,
-    RELAY_NUMBER,
-    RTP_PORT_MAX,
-    RTP_PORT_MIN,
-    HealthProbe,
-    caller_scenario,
-    free_media_port,
-    read_calls,
+from tests.interop.servers import ServerProcess
+from tests.interop.sipp import sipp_path
+from tools.bench.media_relay import wait_for_quiet
+from tools.bench.switch_run import (
+    QUIET_WAIT_SECONDS,
+    SERVER_CPU,
+    SIPP_CPU,
+    CallStep,
+    RunPlan,
+    SwitchBench,
+    add_ramp_arguments,
+    beside_relay,
+    best,
+    can_pin,
+    finish,
+    largest_passed,
+    ramp_steps,
+    steps_json,
     switch_overrides,
+    work_folder,
 )
-from tools.bench.media_relay import loop_waited_seconds, wait_for_quiet
-from tools.sipp.make_dtmf_pcap import EVENT_PT
 
 # --- part 1: the engine --------------------------------------------------------------------
 
@@ -733,8 +729,6 @@ def engine_report(sizes: list[SizeFigures], probes_found: list[Probe]) -> list[s
 
 # --- part 2: the real switch --------------------------------------------------------------
 
-SERVER_CPU = 1
-SIPP_CPU = 0
 PLAN = Path(__file__).resolve().parent / "acd_plan.yaml"
 QUEUE = "bench"
 QUEUE_NUMBER = "500"
@@ -747,19 +741,10 @@ QUEUE_SETTINGS: dict[str, Any] = {
     "periodic_prompt": "queue-periodic",
     "periodic_every": 15,
 }
-MAX_SERVER_CPU = 0.90
-MIN_PACKETS_PER_S = 49.0
-MAX_GENERATOR_CPU = 0.90
-MAX_LOOP_WAIT = 0.02
-MAX_ATTEMPTS = 2
-QUIET_WAIT_SECONDS = 10.0
 QUIET_BUDGET_SECONDS = 30.0
 UP_SLACK = 6.0
-HEALTH_EVERY = 0.25
 FULL_STEPS = (100, 200, 300)
 QUICK_STEPS = (200,)
-MODES = ("relay", "queue")
-LABELS = {"relay": "relayed calls (baseline)", "queue": "callers in queue"}
 FAILED_ANNOUNCEMENT = "announcement"
 
 
@@ -785,156 +770,16 @@ def prompt_seconds(name: str) -> float:
 
 
 @dataclass
-class Step:
-    """N calls of one kind (``queue`` or ``relay``) held through a measuring window."""
+class Step(CallStep):
+    """N calls of one kind (``queue`` or ``relay``) held through a measuring window: in the
+    expected state, queue calls wait in the queue; ``out_pps_*`` is the music and the
+    announcements."""
 
-    mode: str
-    calls: int
-    hold: float = 0.0
-    setup_s: float = 0.0
-    window: float = 0.0
-    in_state: int = 0
-    """Calls in the expected state at the window's end (queue: waiting in it; relay:
-    bridged)."""
     queue_waiting_start: int = -1
     queue_waiting_end: int = -1
     """``waiting`` of GET /api/queues/bench at the window's start and end."""
     queue_read_ms: float = 0.0
     failed_announcements: int = 0
-    sipp_successful: int = 0
-    sipp_failed: int = 0
-    server_cpu: float = 0.0
-    loop_wait: float = 0.0
-    generator_cpu: float = 0.0
-    out_pps_mean: float = 0.0
-    out_pps_min: float = 0.0
-    in_pps_mean: float = 0.0
-    in_pps_min: float = 0.0
-    health_p50_ms: float | None = None
-    health_max_ms: float | None = None
-    health_missing: int = 0
-    calls_read_ms: float = 0.0
-    passed: bool = False
-    generator_bound: bool = False
-    disturbed: bool = False
-    reason: str = ""
-    attempt: int = 1
-
-    @property
-    def cpu_ms_per_caller(self) -> float:
-        return 1000.0 * self.server_cpu / self.calls if self.calls else 0.0
-
-    @property
-    def per_core(self) -> float:
-        return MAX_SERVER_CPU * self.calls / self.server_cpu if self.server_cpu else 0.0
-
-
-@dataclass
-class RunPlan:
-    steps: tuple[int, ...]
-    rate: float
-    window: float
-    settle: float
-    budget: float
-    pin: bool
-
-
-def hold_seconds(n: int, plan: RunPlan) -> float:
-    return n / plan.rate + UP_SLACK + plan.settle + plan.window
-
-
-def queue_overrides(hold: float) -> dict[str, Any]:
-    """The IVR bench's switch settings (tests/interop defaults, media anchored, info logs),
-    with this plan and the one queue, no agents."""
-    return {
-        **switch_overrides(hold, "auto"),
-        "dialplan.file": str(PLAN),
-        "acd.queues": [dict(QUEUE_SETTINGS)],
-        "acd.agents": [],
-    }
-
-
-def _in_state(mode: str, call: dict[str, Any]) -> bool:
-    if mode == "queue":
-        view = call.get("dialplan") or {}
-        return call.get("answered") is not None and f"queue {QUEUE}" in (view.get("path") or ())
-    media = call.get("media") or {}
-    return call.get("state") == "confirmed" and "b" in media
-
-
-def _packets(call: dict[str, Any], leg: str, key: str) -> int | None:
-    counters = (call.get("media") or {}).get(leg) or {}
-    value = counters.get(key)
-    return int(value) if isinstance(value, int) else None
-
-
-def analyse(
-    step: Step, before: list[dict[str, Any]], after: list[dict[str, Any]], dt: float
-) -> None:
-    """Fill ``step`` from two readings of /api/calls ``dt`` seconds apart."""
-    out_leg = "a" if step.mode == "queue" else "b"
-    first = {c.get("call_id"): c for c in before}
-    outs: list[float] = []
-    ins: list[float] = []
-    for call in after:
-        if _in_state(step.mode, call):
-            step.in_state += 1
-        earlier = first.get(call.get("call_id"))
-        if earlier is None or dt <= 0:
-            continue
-        for leg, key, into in ((out_leg, "packets_out", outs), ("a", "packets_in", ins)):
-            now_n, then_n = _packets(call, leg, key), _packets(earlier, leg, key)
-            into.append((now_n - then_n) / dt if now_n is not None and then_n is not None else 0)
-    missing = [0.0] * max(0, step.calls - len(outs))  # a call missing counts as silent
-    if outs or missing:
-        step.out_pps_mean = statistics.fmean(outs + missing)
-        step.out_pps_min = min(outs + missing)
-    if ins or missing:
-        step.in_pps_mean = statistics.fmean(ins + missing)
-        step.in_pps_min = min(ins + missing)
-
-
-def judge(step: Step, sipp: SippResult | None) -> None:
-    reasons: list[str] = []
-    if sipp is not None and sipp.stats is not None:
-        step.sipp_successful = sipp.stats.successful
-        step.sipp_failed = sipp.stats.failed
-    if sipp is None or sipp.stats is None or sipp.timed_out:
-        reasons.append("SIPp gave no statistics or did not finish in time")
-    elif step.sipp_successful < step.calls or step.sipp_failed:
-        why = ", ".join(f"{k} {v}" for k, v in sipp.stats.failures.items())
-        reasons.append(
-            f"SIPp: {step.sipp_successful}/{step.calls} calls ok, {step.sipp_failed} failed"
-            + (f" ({why})" if why else "")
-        )
-    if step.in_state < step.calls:
-        what = "in the queue" if step.mode == "queue" else "bridged"
-        reasons.append(f"{step.in_state}/{step.calls} calls {what}")
-    if step.mode == "queue":
-        if step.queue_waiting_start != step.calls or step.queue_waiting_end != step.calls:
-            reasons.append(
-                f"/api/queues/{QUEUE} waiting {step.queue_waiting_start} then "
-                f"{step.queue_waiting_end}, not {step.calls}"
-            )
-        if step.failed_announcements:
-            reasons.append(f"{step.failed_announcements} announcements failed (switch log)")
-    if step.server_cpu >= MAX_SERVER_CPU:
-        reasons.append(f"switch CPU {100 * step.server_cpu:.0f} %")
-    if step.out_pps_min < MIN_PACKETS_PER_S:
-        reasons.append(f"sent {step.out_pps_min:.1f} packets/s on the slowest leg")
-    if step.in_pps_min < MIN_PACKETS_PER_S:
-        reasons.append(f"received {step.in_pps_min:.1f} packets/s from the slowest caller")
-    if step.generator_cpu > MAX_GENERATOR_CPU:
-        step.generator_bound = True
-        reasons.append(f"generator-bound (SIPp CPU {100 * step.generator_cpu:.0f} %)")
-    if reasons and step.loop_wait > MAX_LOOP_WAIT:
-        step.disturbed = True
-        reasons.append(
-            f"disturbed (the switch's loop waited for its CPU {100 * step.loop_wait:.1f} % "
-            "of the window)"
-        )
-    step.passed = not reasons
-    step.reason = "; ".join(reasons)
 
 
 def _queue_waiting(server: ServerProcess) -> tuple[int, float]:
@@ -946,193 +791,73 @@ def _queue_waiting(server: ServerProcess) -> tuple[int, float]:
     return (int(waiting) if isinstance(waiting, int) else -1), took
 
 
-def _latency_ms(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    answered = sorted(v for v in values if v is not None)
-    missing = len(values) - len(answered)
-    if not answered:
-        return None, None, missing
-    return 1000 * statistics.median(answered), 1000 * answered[-1], missing
+class QueueCallers(SwitchBench[Step]):
+    """Callers who dial the queue's number and wait in it, with no agents, through the
+    window."""
 
+    measured = "queue"
+    number = QUEUE_NUMBER
+    place = "queue"
+    labels = {"relay": "relayed calls (baseline)", "queue": "callers in queue"}
+    up_slack = UP_SLACK
+    quiet_budget = QUIET_BUDGET_SECONDS
 
-def run_step(mode: str, n: int, plan: RunPlan, workdir: Path, attempt: int) -> Step:
-    """Start a switch, place N calls of ``mode``, measure the window, end everything."""
-    folder = workdir / f"{mode}-{n}-{attempt}"
-    folder.mkdir(parents=True, exist_ok=True)
-    ramp_s = n / plan.rate
-    hold = hold_seconds(n, plan)
-    step = Step(mode, n, hold=round(hold, 1), attempt=attempt)
-    scenario = caller_scenario(folder, hold + 2.0)
-    cpu = SERVER_CPU if plan.pin else None
-    sipp_cpu = SIPP_CPU if plan.pin else None
-    server = softswitch_server(folder, cpu=cpu, overrides=queue_overrides(hold))
-    callee: SippProcess | None = None
-    caller: SippProcess | None = None
-    result: SippResult | None = None
-    try:
-        server.start(timeout=30.0)
-        number = QUEUE_NUMBER
-        if mode == "relay":
-            number = RELAY_NUMBER
-            uas_port = free_port()
-            users = write_injection(
-                folder / "callee.csv", [[RELAY_NUMBER, USERS[RELAY_NUMBER], DOMAIN]]
-            )
-            registered = register_contact(
-                server.address, users, DOMAIN, uas_port, workdir=folder / "register"
-            )
-            if not registered.ok:
-                step.reason = "could not register the callee: " + registered.describe()[:500]
-                return step
-            callee = SippProcess(
-                CALLEE_SCENARIO,
-                *("-p", str(uas_port), "-mp", str(free_media_port())),
-                *("-max_recv_loops", "10000", "-max_sched_loops", "10000"),
-                workdir=folder / "callee",
-                cpu=sipp_cpu,
-            )
-            time.sleep(0.3)
-        users = write_injection(
-            folder / "caller.csv", [["1001", USERS["1001"], DOMAIN, str(EVENT_PT)]]
-        )
-        caller = SippProcess(
-            scenario,
-            server.address,
-            *("-inf", str(users), "-s", number, "-auth_uri", f"{number}@{DOMAIN}"),
-            *("-p", str(free_port()), "-mp", str(free_media_port())),
-            *("-d", str(int(hold * 1000)), "-m", str(n), "-l", str(n), "-r", f"{plan.rate:g}"),
-            *("-recv_timeout", "30000", "-timeout", f"{int(hold + ramp_s + 60)}s"),
-            *("-max_recv_loops", "10000", "-max_sched_loops", "10000"),
-            workdir=folder / "caller",
-            cpu=sipp_cpu,
-        )
-        started = time.monotonic()
-        up, doc = server.wait_health(
-            lambda d: int(d.get("calls", 0)) >= n, timeout=ramp_s + UP_SLACK - 1.0, interval=0.5
-        )
-        step.setup_s = time.monotonic() - started
-        if not up:
-            step.reason = f"only {doc.get('calls', '?')}/{n} calls up after {step.setup_s:.0f} s"
-            result = caller.stop(grace=5.0)
-            return step
-        time.sleep(plan.settle)
-        generators = [p.pid for p in (caller, callee) if p is not None]
-        with HealthProbe(server.http_port, HEALTH_EVERY) as probe:
-            if mode == "queue":
-                step.queue_waiting_start, took = _queue_waiting(server)
-                step.queue_read_ms = took
-            before, sent_a, got_a = read_calls(server)
-            cpu_a, wait_a, gen_a = (
-                server.cpu_seconds(),
-                loop_waited_seconds(server.pid),
-                cpu_seconds(generators),
-            )
-            window_start = time.perf_counter()
-            time.sleep(plan.window)
-            cpu_b, wait_b, gen_b = (
-                server.cpu_seconds(),
-                loop_waited_seconds(server.pid),
-                cpu_seconds(generators),
-            )
-            window_end = time.perf_counter()
-            after, sent_b, got_b = read_calls(server)
-            if mode == "queue":
-                step.queue_waiting_end, took = _queue_waiting(server)
-                step.queue_read_ms = max(step.queue_read_ms, took)
-        step.window = window_end - window_start
-        step.server_cpu = (cpu_b - cpu_a) / step.window
-        step.loop_wait = (wait_b - wait_a) / step.window
-        step.generator_cpu = (gen_b - gen_a) / step.window
-        step.calls_read_ms = 1000 * max(got_a - sent_a, got_b - sent_b)
-        step.health_p50_ms, step.health_max_ms, step.health_missing = _latency_ms(
-            probe.between(window_start, window_end)
-        )
-        analyse(step, before, after, (sent_b + got_b) / 2 - (sent_a + got_a) / 2)
-        late = time.monotonic() - (started + hold)
-        result = caller.wait(timeout=hold + ramp_s + 45.0 - (time.monotonic() - started))
-        judge(step, result)
-        if late > -0.5:
-            step.passed = False
-            step.reason = "; ".join(
-                r for r in (step.reason, "the window overlapped the first hang-ups") if r
-            )
-        return step
-    except (OSError, ValueError, ServerStartError) as exc:
-        step.reason = f"error: {exc}"[:600]
-        return step
-    finally:
-        if caller is not None and result is None:
-            caller.stop(grace=5.0)
-        if callee is not None:
-            callee.stop(grace=3.0)
-        server.stop()
+    def new_step(self, mode: str, n: int, hold: float, attempt: int) -> Step:
+        return Step(mode, n, hold=hold, attempt=attempt)
+
+    def overrides(self, hold: float) -> dict[str, Any]:
+        """The shared switch settings (tests/interop defaults, media anchored, info logs),
+        with this plan and the one queue, no agents. The plan's prompts folder is the demo
+        prompts, so the announcements the switch composes are named without a folder."""
+        return {
+            **switch_overrides(hold, PLAN),
+            "acd.queues": [dict(QUEUE_SETTINGS)],
+            "acd.agents": [],
+            "acd.announcements": "",
+        }
+
+    def in_place(self, call: dict[str, Any]) -> bool:
+        """Answered, with ``queue bench`` in its dialplan path."""
+        view = call.get("dialplan") or {}
+        return call.get("answered") is not None and f"queue {QUEUE}" in (view.get("path") or ())
+
+    def window_opens(self, server: ServerProcess, step: Step) -> None:
+        if step.mode == "queue":
+            step.queue_waiting_start, step.queue_read_ms = _queue_waiting(server)
+
+    def window_closes(self, server: ServerProcess, step: Step) -> None:
+        if step.mode == "queue":
+            step.queue_waiting_end, took = _queue_waiting(server)
+            step.queue_read_ms = max(step.queue_read_ms, took)
+
+    def reasons(self, step: Step) -> list[str]:
+        reasons: list[str] = []
+        if step.mode == "queue":
+            if step.queue_waiting_start != step.calls or step.queue_waiting_end != step.calls:
+                reasons.append(
+                    f"/api/queues/{QUEUE} waiting {step.queue_waiting_start} then "
+                    f"{step.queue_waiting_end}, not {step.calls}"
+                )
+            if step.failed_announcements:
+                reasons.append(f"{step.failed_announcements} announcements failed (switch log)")
+        return reasons
+
+    def after_stop(self, step: Step, log: str) -> None:
+        """An announcement that failed (the switch logs each one) fails the step."""
         step.failed_announcements = sum(
-            1
-            for line in server.stderr_text().splitlines()
-            if FAILED_ANNOUNCEMENT in line and "failed" in line
+            1 for line in log.splitlines() if FAILED_ANNOUNCEMENT in line and "failed" in line
         )
         if step.failed_announcements and step.passed:
             step.passed = False
             step.reason = f"{step.failed_announcements} announcements failed (switch log)"
 
-
-def step_line(s: Step) -> str:
-    verdict = "pass" if s.passed else f"FAIL ({s.reason})"
-    health = (
-        f"{s.health_p50_ms:.1f}/{s.health_max_ms:.1f}ms"
-        if s.health_p50_ms is not None and s.health_max_ms is not None
-        else "-"
-    )
-    queue = (
-        f"queue waiting {s.queue_waiting_start}->{s.queue_waiting_end} "
-        f"(read {s.queue_read_ms:.0f} ms), "
-        if s.mode == "queue"
-        else ""
-    )
-    return (
-        f"{LABELS[s.mode]:<25} N={s.calls:>4}: up in {s.setup_s:4.1f}s, "
-        f"{'in queue' if s.mode == 'queue' else 'bridged'} {s.in_state}/{s.calls}, {queue}"
-        f"switch {100 * s.server_cpu:5.1f}% = {s.cpu_ms_per_caller:.3f} ms/caller/s, "
-        f"sent {s.out_pps_mean:4.1f} (min {s.out_pps_min:4.1f}) recv {s.in_pps_mean:4.1f} "
-        f"(min {s.in_pps_min:4.1f}) pkt/s/leg, loop wait {100 * s.loop_wait:.1f}%, "
-        f"sipp {100 * s.generator_cpu:4.1f}%, healthz p50/max {health}, "
-        f"sipp {s.sipp_successful} ok {s.sipp_failed} failed -> {verdict}"
-    )
-
-
-def ramp(plan: RunPlan, workdir: Path) -> dict[str, list[Step]]:
-    """Per N, the baseline then the queue step; up to the first queue step that fails."""
-    steps: dict[str, list[Step]] = {mode: [] for mode in MODES}
-    started = time.monotonic()
-    quiet_waited = 0.0
-    for n in plan.steps:
-        if time.monotonic() - started > plan.budget:
-            print(f"  time budget of {plan.budget:.0f} s used up", flush=True)
-            break
-        stop = False
-        for mode in MODES:
-            step: Step | None = None
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                limit = max(0.0, min(QUIET_WAIT_SECONDS, QUIET_BUDGET_SECONDS - quiet_waited))
-                waited = wait_for_quiet((SIPP_CPU, SERVER_CPU), limit) if plan.pin else 0.0
-                quiet_waited += waited
-                if waited >= 1.0:
-                    print(f"  (waited {waited:.0f} s for other work on the machine to pause)")
-                step = run_step(mode, n, plan, workdir, attempt)
-                print(f"  {step_line(step)}", flush=True)
-                if step.passed or step.generator_bound or not step.disturbed:
-                    break
-            assert step is not None
-            steps[mode].append(step)
-            if (mode == "queue" and not step.passed) or step.generator_bound:
-                stop = True
-        if stop:
-            break
-    return steps
-
-
-def best(steps: Sequence[Step]) -> Step | None:
-    passing = [s for s in steps if s.passed]
-    return max(passing, key=lambda s: s.calls) if passing else None
+    def details(self, step: Step) -> str:
+        if step.mode != "queue":
+            return ""
+        return (
+            f"queue waiting {step.queue_waiting_start}->{step.queue_waiting_end} "
+            f"(read {step.queue_read_ms:.0f} ms), "
+        )
 
 
 def switch_report(steps: dict[str, list[Step]], window: float) -> list[str]:
@@ -1150,17 +875,12 @@ def switch_report(steps: dict[str, list[Step]], window: float) -> list[str]:
     )
     lines += [head, "-" * len(head)]
     relay = {s.calls: s for s in steps.get("relay", ())}
-    for s in steps.get("queue", ()):
-        r = relay.get(s.calls)
-        ratio = f"{s.server_cpu / r.server_cpu:.2f}" if r and r.server_cpu else "-"
+    for s, r, ratio, result in beside_relay(steps, "queue"):
         health = (
             f"{s.health_p50_ms:.1f}/{s.health_max_ms:.1f}"
             if s.health_p50_ms is not None and s.health_max_ms is not None
             else "-"
         )
-        result = "pass" if s.passed else "FAIL"
-        if r is not None and not r.passed:
-            result += " (relay failed)"
         lines.append(
             f"{s.calls:>5} {(f'{100 * r.server_cpu:.1f}' if r else '-'):>12} "
             f"{100 * s.server_cpu:>12.1f} {ratio:>12} {s.cpu_ms_per_caller:>18.3f} "
@@ -1171,12 +891,7 @@ def switch_report(steps: dict[str, list[Step]], window: float) -> list[str]:
     if top is None:
         lines.append("queue: no step passed")
     else:
-        lines.append(
-            f"queue: {top.calls} callers passed (largest N); the switch used "
-            f"{100 * top.server_cpu:.1f} % of its core = {top.cpu_ms_per_caller:.3f} ms CPU per "
-            f"caller per second; at {100 * MAX_SERVER_CPU:.0f} % of a core that cost gives "
-            f"~{top.per_core:.0f} callers"
-        )
+        lines.append(largest_passed("queue", top))
         same = relay.get(top.calls)
         if same is not None and same.server_cpu:
             lines.append(
@@ -1200,18 +915,6 @@ def switch_report(steps: dict[str, list[Step]], window: float) -> list[str]:
 
 
 # --- main ----------------------------------------------------------------------------------
-
-
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": sys.version.split()[0]}
 
 
 @dataclass
@@ -1239,26 +942,20 @@ def engine_bench(quick: bool, seed: int, pin: bool) -> EngineRun:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.acd", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer engine rounds; N = 200")
-    parser.add_argument("--steps", help="comma-separated numbers of callers, in order")
-    parser.add_argument("--rate", type=float, help="calls set up per second (default 100)")
-    parser.add_argument("--window", type=float, help="measuring seconds per step (default 20)")
-    parser.add_argument("--budget", type=float, help="seconds for the whole switch ramp")
+    add_ramp_arguments(parser, rate=100, window=20, ramp="switch")
     parser.add_argument("--seed", type=int, default=20260501, help="seed of the call center")
     parser.add_argument("--only", choices=["engine", "switch"], help="run one part only")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args(argv)
 
-    steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else None
-    steps = steps or (QUICK_STEPS if args.quick else FULL_STEPS)
-    most = (RTP_PORT_MAX - RTP_PORT_MIN) // 4
-    steps = tuple(n for n in steps if 0 < n <= most)
+    steps = ramp_steps(args.steps, QUICK_STEPS if args.quick else FULL_STEPS)
     rate = args.rate or 100.0
     window = args.window or 20.0
     if rate <= 0 or window <= 0:
         parser.error("--rate and --window must be positive")
     budget = args.budget or (150.0 if args.quick else 360.0)
-    pin = len(os.sched_getaffinity(0)) >= 2 and {SIPP_CPU, SERVER_CPU} <= os.sched_getaffinity(0)
+    pin = can_pin()
     plan = RunPlan(steps, rate, window, 3.0, budget, pin)
     if args.only != "engine":
         if sipp_path() is None:
@@ -1281,8 +978,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     engine: EngineRun | None = None
     switch_steps: dict[str, list[Step]] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="acd-bench-"))
-    try:
+    with work_folder("acd-bench-", args.keep) as workdir:
         if args.only != "switch":
             if pin:
                 os.sched_setaffinity(0, {SERVER_CPU})
@@ -1296,34 +992,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"window {window:g} s",
                 flush=True,
             )
-            switch_steps = ramp(plan, workdir)
-    except KeyboardInterrupt:
-        print("interrupted")
-    finally:
-        if args.keep:
-            print(f"work folder kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            switch_steps = QueueCallers(plan).ramp(workdir)
 
     lines: list[str] = []
     if engine is not None:
         lines += engine_report(engine.sizes, engine.probes)
     if switch_steps:
         lines += switch_report(switch_steps, window)
-    print("\n".join(lines))
-    elapsed = time.monotonic() - started
-    print(f"({elapsed:.0f} s)")
-    if args.json:
-        data = {
-            "machine": _machine(),
-            "seconds": round(elapsed, 1),
-            "engine": asdict(engine) if engine is not None else None,
-            "switch": {
-                mode: [asdict(s) | {"cpu_ms_per_caller": s.cpu_ms_per_caller} for s in found]
-                for mode, found in switch_steps.items()
-            },
-        }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    figures = {
+        "engine": asdict(engine) if engine is not None else None,
+        "switch": steps_json(switch_steps),
+    }
+    finish(lines, started, args.json, figures)
     failed = args.only != "engine" and best(switch_steps.get("queue", ())) is None
     if engine is not None and not engine.sizes:
         failed = True

@@ -2,14 +2,13 @@
 channel, answers and failures reported back, exits, keys, hang-ups, announcements' timing
 and the settings turned into the engine's configuration.
 
-The channel is a scripted one (the SIP side is tested with real phones in
-``tests/interop/test_acd_pjsua.py``); the engine is the real one.
+The channel is the scripted one of ``tests/acd_callers.py`` (the SIP side is tested with real
+phones in ``tests/interop/test_acd_pjsua.py``); the engine is the real one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,63 +17,9 @@ from softswitch.acd.model import AcdConfig, AgentConfig, ExitAction, QueueConfig
 from softswitch.apps.queueing import Announcements, QueueService, acd_config, spoken_wait
 from softswitch.apps.session import QueueRequest, QueueResult
 from softswitch.config import load_settings
-from softswitch.registrar.bindings import Binding
+from tests.acd_callers import ScriptedCaller, binding
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class Caller:
-    """A waiting caller's channel: records what the service does, answers offers on cue."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        self.events: list[tuple[object, ...]] = []
-        self.keys: asyncio.Queue[str] = asyncio.Queue()
-        self.pending: Callable[[int, str | None], None] | None = None
-        self.rung: list[str] = []
-
-    def hold_music(self) -> None:
-        self.events.append(("music",))
-
-    async def announce(self, prompts: Sequence[str]) -> None:
-        self.events.append(("announce", tuple(prompts)))
-
-    async def next_digit(self, timeout: float) -> str | None:
-        try:
-            return await asyncio.wait_for(self.keys.get(), timeout)
-        except TimeoutError:
-            return None
-
-    def offer(
-        self,
-        bindings: Sequence[Binding],
-        timeout: float,
-        on_result: Callable[[int, str | None], None],
-    ) -> None:
-        self.rung = [b.contact for b in bindings]
-        self.events.append(("offer", tuple(self.rung), timeout))
-        self.pending = on_result
-
-    def cancel_offer(self) -> None:
-        self.events.append(("cancel",))
-        self.result(487)
-
-    def result(self, status: int, contact: str | None = None) -> None:
-        pending, self.pending = self.pending, None
-        assert pending is not None, "no offer is ringing"
-        pending(status, contact)
-
-
-def binding(user: str) -> Binding:
-    return Binding(
-        aor=f"{user}@test",
-        contact=f"sip:{user}@127.0.0.1:5070",
-        expires_at=2e9,
-        q=1.0,
-        call_id=f"reg-{user}",
-        cseq=1,
-        source="udp:127.0.0.1:5070",
-    )
 
 
 class Clock:
@@ -133,7 +78,7 @@ async def settle() -> None:
 async def test_an_answered_offer_connects_the_caller_to_the_agent_who_answered() -> None:
     svc = service()
     ready(svc, "alice", "bob")
-    caller = Caller("c1")
+    caller = ScriptedCaller("c1")
     waiting = asyncio.create_task(svc.wait(request("c1"), caller))
     await settle()
     assert caller.events[0] == ("music",)
@@ -155,7 +100,7 @@ async def test_an_answered_offer_connects_the_caller_to_the_agent_who_answered()
 async def test_a_failed_offer_keeps_the_place_restarts_music_and_rings_the_next_agent() -> None:
     svc = service()
     ready(svc, "alice", "bob")
-    caller = Caller("c1")
+    caller = ScriptedCaller("c1")
     waiting = asyncio.create_task(svc.wait(request("c1"), caller))
     await settle()
     caller.result(486)
@@ -171,7 +116,7 @@ async def test_a_failed_offer_keeps_the_place_restarts_music_and_rings_the_next_
 async def test_an_agent_without_a_registered_phone_is_made_unreachable() -> None:
     svc = service(registered=frozenset({"1002"}))
     ready(svc, "alice", "bob")
-    caller = Caller("c1")
+    caller = ScriptedCaller("c1")
     waiting = asyncio.create_task(svc.wait(request("c1"), caller))
     await settle()
     assert caller.rung == ["sip:1002@127.0.0.1:5070"]
@@ -188,7 +133,7 @@ async def test_a_caller_hanging_up_while_rung_cancels_the_offer_and_is_abandoned
     ready(svc, "alice")
     seen: list[str] = []
     svc.sinks.append(lambda events: seen.extend(e.kind.value for e in events))
-    caller = Caller("c1")
+    caller = ScriptedCaller("c1")
     waiting = asyncio.create_task(svc.wait(request("c1"), caller))
     await settle()
     waiting.cancel()  # what the runtime does when the B2BUA forgets the call
@@ -214,7 +159,7 @@ async def test_the_exit_key_and_the_maximum_wait_end_the_wait_with_their_action(
         )
     }
     svc = service(queues, clock=clock)
-    first, second = Caller("c1"), Caller("c2")
+    first, second = ScriptedCaller("c1"), ScriptedCaller("c2")
     one = asyncio.create_task(svc.wait(request("c1"), first))
     two = asyncio.create_task(svc.wait(request("c2"), second))
     await settle()
