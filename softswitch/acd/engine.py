@@ -160,6 +160,8 @@ class _Queue:
     members: dict[str, int] = field(default_factory=dict)  # agent -> penalty
     order: dict[str, int] = field(default_factory=dict)  # agent -> member order
     ready: set[str] = field(default_factory=set)
+    #: the ready members by penalty: a choice looks at the lowest tier that has a fit first
+    tiers: dict[int, set[str]] = field(default_factory=dict)
     last: int | None = None  # member order of the last agent offered (round-robin)
     leaves: deque[float] = field(default_factory=deque)  # answered times, last 10 min
     outcomes: deque[tuple[float, float, bool]] = field(default_factory=deque)  # last hour
@@ -167,6 +169,17 @@ class _Queue:
     answered: int = 0
     abandoned: int = 0
     exited: int = 0
+
+    def set_ready(self, agent_id: str, ready: bool) -> None:
+        """Keep ``ready`` and ``tiers`` in step with a member's state."""
+        penalty = self.members.get(agent_id)
+        if ready and penalty is not None:
+            self.ready.add(agent_id)
+            self.tiers.setdefault(penalty, set()).add(agent_id)
+        elif agent_id in self.ready:
+            self.ready.discard(agent_id)
+            for tier in self.tiers.values():
+                tier.discard(agent_id)
 
     def place(self, entry: Entry) -> int:
         """Insert by (priority, arrival); returns the 1-based position."""
@@ -651,7 +664,7 @@ class Acd:
                 self._agents.pop(agent_id, None)
         self._by_user = {}
         for q in self._queues.values():
-            q.members, q.order, q.ready = {}, {}, set()
+            q.members, q.order, q.ready, q.tiers = {}, {}, set(), {}
         order = {agent_id: i for i, agent_id in enumerate(config.agents)}
         for agent_id, run in self._agents.items():
             index = order.get(agent_id, len(order))  # (a removed agent finishing a call: last)
@@ -660,8 +673,7 @@ class Acd:
                 q = self._queues.setdefault(name, _Queue(config.queue(name)))
                 q.members[agent_id] = penalty
                 q.order[agent_id] = index
-                if run.machine.state is AgentState.READY:
-                    q.ready.add(agent_id)
+                q.set_ready(agent_id, run.machine.state is AgentState.READY)
         for q in self._queues.values():
             self._check_stay(q, now, out)
             self._dispatch(q, now, out)
@@ -970,10 +982,7 @@ class Acd:
             q = self._queues.get(name)
             if q is None:
                 continue
-            if state is AgentState.READY:
-                q.ready.add(agent_id)
-            else:
-                q.ready.discard(agent_id)
+            q.set_ready(agent_id, state is AgentState.READY)
         if run.retired and state in (AgentState.READY, AgentState.NOT_READY):
             # removed from the configuration and idle, the pending logout replaced on the way
             # (a not-ready during wrap-up, the phone unreachable while rung): leave now, as
@@ -1058,41 +1067,45 @@ class Acd:
             self._offer(q, entry, [c.agent for c in chosen], now, out)
 
     def _candidates(self, q: _Queue, entry: Entry, now: float) -> list[Candidate]:
+        """The ready members who may take the call and fit its skills, from the lowest
+        penalty tier that has any (higher tiers are not looked at then)."""
         cfg = q.config
-        found: list[tuple[int, Candidate]] = []
-        for agent_id in q.ready:
-            run = self._agents[agent_id]
-            if not self.may_take(run.config, entry.data_class, cfg):
-                continue
-            if entry.missed_by.get(agent_id, 0.0) > now:
-                continue
-            score = 0
-            fits = True
-            for skill, level in entry.skills.items():
-                need = level - entry.relax
-                have = run.config.skills.get(skill, 0)
-                if need > 0 and have < need:
-                    fits = False
-                    break
-                score += have
-            if not fits:
-                continue
-            found.append(
-                (
-                    q.members[agent_id],
+        personal = entry.data_class == "personal"
+        allowed = cfg.personal_locations
+        missed = entry.missed_by
+        needs = [(skill, level - entry.relax) for skill, level in entry.skills.items()]
+        for penalty in sorted(q.tiers):
+            found: list[Candidate] = []
+            for agent_id in q.tiers[penalty]:
+                run = self._agents[agent_id]
+                ac = run.config
+                # may_take, inline: this loop is the cost of a routing decision
+                if ac.outbound_only or (personal and ac.location not in allowed):
+                    continue
+                if missed and missed.get(agent_id, 0.0) > now:
+                    continue
+                score = 0
+                fits = True
+                for skill, need in needs:
+                    have = ac.skills.get(skill, 0)
+                    if need > 0 and have < need:
+                        fits = False
+                        break
+                    score += have
+                if not fits:
+                    continue
+                found.append(
                     Candidate(
                         agent_id,
                         q.order[agent_id],
                         run.idle_since,
                         run.calls.get(cfg.name, 0),
                         score,
-                    ),
+                    )
                 )
-            )
-        if not found:
-            return []
-        best = min(p for p, _ in found)
-        return [c for p, c in found if p == best]
+            if found:
+                return found
+        return []
 
     def _offer(
         self, q: _Queue, entry: Entry, agents: list[str], now: float, out: list[Command]

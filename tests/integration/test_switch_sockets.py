@@ -13,21 +13,10 @@ import pytest
 import trustme
 
 from softswitch.app import Switch
-from softswitch.config import Listener, Settings, load_settings
+from softswitch.config import Listener
 from softswitch.sip.auth import build_authorization, parse_auth_params
 from softswitch.sip.message import Response, parse_message
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
-
-
-def make_settings(tmp_path: Path, listeners: tuple[Listener, ...]) -> Settings:
-    base = load_settings(CONFIG)
-    sip = base.sip.model_copy(update={"listeners": listeners})
-    http = base.http.model_copy(update={"port": 0})
-    registrar = base.registrar.model_copy(
-        update={"binding_store": str(tmp_path / "bindings.db"), "keepalive_interval": 0}
-    )
-    return base.model_copy(update={"sip": sip, "http": http, "registrar": registrar})
+from tests.integration.local_switch import make_settings
 
 
 @pytest.fixture

@@ -607,6 +607,10 @@ class AcdMachine(RuleBasedStateMachine):
             }
             assert q.members == members
             assert q.ready == {a for a in q.members if acd._agents[a].machine.state is S.READY}
+            # the penalty tiers hold exactly the ready members, each in its own penalty's
+            assert {(a, p) for p, tier in q.tiers.items() for a in tier} == {
+                (a, q.members[a]) for a in q.ready
+            }
         # the switch's record of every call agrees with the engine
         for call in self.calls.values():
             entry = acd.entry(call.id)
