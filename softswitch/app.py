@@ -501,7 +501,7 @@ class Switch:
         if self.dialplan is not None:
             dialplan = self.dialplan.session_view(call.id)
             self.dialplan.call_ended(call.id)
-        queued = self.queues.connected.get(call.id)
+        queued = self.queues.connection(call.id)
         self.queues.call_ended(call.id, self._who_hung_up(call, queued))
         digits = self.digits.pop(call.id, [])
         media: dict[str, object] = dict(media_report) if isinstance(media_report, dict) else {}

@@ -257,6 +257,11 @@ class Acd:
         conn = self._connected.get(call_id)
         return None if conn is None else conn.agent
 
+    def connection(self, call_id: str) -> tuple[str, str, float] | None:
+        """A connected call's queue, agent and seconds waited (for its detail record)."""
+        conn = self._connected.get(call_id)
+        return None if conn is None else (conn.queue, conn.agent, round(conn.wait, 3))
+
     def call_of_agent(self, agent_id: str) -> str | None:
         run = self._agents.get(agent_id)
         return None if run is None else run.machine.call

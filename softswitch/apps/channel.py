@@ -143,10 +143,19 @@ class SwitchChannel:
         if side == "a":
             self._digits.put_nowait(digit.digit)
 
-    async def _play(self, clips: Sequence[Samples], barge_in: bool) -> str | None:
+    async def _play(
+        self,
+        clips: Sequence[Samples],
+        barge_in: bool,
+        then: Callable[[], None] | None = None,
+    ) -> str | None:
+        """Play ``clips``; the key that stopped them (barge-in) or None. ``then`` runs in the
+        media tick the playback ends in (not when it is cancelled)."""
         done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
         def finished(key: str | None) -> None:
+            if then is not None and not done.done():  # (a cancelled wait is done)
+                then()
             if not done.done():
                 done.set_result(key)
 
@@ -155,7 +164,9 @@ class SwitchChannel:
         try:
             return await done
         finally:
-            if not done.done():  # cancelled: the call ended or the session was stopped
+            # cancelled (the call ended, the session stopped, an agent answered): the task's
+            # cancellation cancels ``done`` too, so that is what to look for
+            if done.cancelled() or not done.done():
                 self.media.stop_playback(self.call_id)
 
     async def play(self, prompts: Sequence[str], *, barge_in: bool) -> str | None:
@@ -209,24 +220,7 @@ class SwitchChannel:
     async def announce(self, prompts: Sequence[str]) -> None:
         """Play prompts over the hold music; the music comes back in the same media tick as
         the prompt's end (no silent packet between them)."""
-        clips = [self.prompt(name) for name in prompts]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting = True
-
-        def finished(key: str | None) -> None:
-            if waiting:
-                self.hold_music()
-            if not done.done():
-                done.set_result(None)
-
-        if not self.media.play(self.call_id, clips, barge_in=False, on_done=finished):
-            return
-        try:
-            await done
-        finally:
-            waiting = False
-            if not done.done():  # cancelled: an agent answered, or the caller hung up
-                self.media.stop_playback(self.call_id)
+        await self._play([self.prompt(name) for name in prompts], False, then=self.hold_music)
 
     def offer(
         self,

@@ -183,8 +183,6 @@ class QueueService:
         self._timer: asyncio.TimerHandle | None = None
         #: called with each batch of queue events (the queue log, the live views)
         self.sinks: list[Callable[[list[QueueEvent]], None]] = []
-        #: who is connected to which agent, for the call record: call -> (queue, agent, wait)
-        self.connected: dict[str, tuple[str, str, float]] = {}
         #: places the calls of queued callbacks (None: callbacks are dropped)
         self.dialer = dialer
         self._aliases: dict[str, str] = {}  # a callback's call -> the queue entry's call id
@@ -231,10 +229,10 @@ class QueueService:
 
     async def _announce(self, waiting: _Waiting) -> None:
         call_id = waiting.request.call_id
-        queue = self.acd.entry(call_id)
-        if queue is None:
+        joined = self.acd.entry(call_id)
+        if joined is None:
             return
-        plan = Announcements(self.clock(), self.acd.queue_config(queue.queue))
+        plan = Announcements(self.clock(), self.acd.queue_config(joined.queue))
         while True:
             at = plan.next_at()
             if at is None:
@@ -273,9 +271,13 @@ class QueueService:
 
     # -- calls ending -----------------------------------------------------------------------
 
+    def connection(self, call_id: str) -> tuple[str, str, float] | None:
+        """The queue, agent and wait of a call an agent took (a callback's placed call
+        too), for the call's detail record; None if no agent took it."""
+        return self.acd.connection(self._aliases.get(call_id, call_id))
+
     def call_ended(self, call_id: str, by: str) -> None:
         """The B2BUA forgot the call (``by`` "caller" or "agent" hung up)."""
-        self.connected.pop(call_id, None)
         queued = self._aliases.pop(call_id, call_id)  # a callback's call: the queue's entry
         self._run(self.acd.call_gone(queued, self.clock(), by=by))
 
@@ -356,15 +358,10 @@ class QueueService:
         call_id = offer.call_id
         if status == 200:
             agent_id = waiting.contacts.get(contact or "", agents[0])
-            entry = self.acd.entry(call_id)
-            wait = 0.0 if entry is None else now - entry.joined
-            queue = offer.queue if entry is None else entry.queue
             commands = self.acd.answered(call_id, agent_id, now)
             connected = self.acd.connected_agent(call_id)
-            if connected is not None:
-                self.connected[call_id] = (queue, connected, round(wait, 3))
-                if not waiting.result.done():
-                    waiting.result.set_result(QueueResult("connected", agent=connected))
+            if connected is not None and not waiting.result.done():
+                waiting.result.set_result(QueueResult("connected", agent=connected))
             self._run(commands)
             return
         if not waiting.result.done() and call_id in self._waiting:
@@ -390,17 +387,12 @@ class QueueService:
             return
         dialer = self.dialer
         agent_user = self.acd.agent_config(agent_id).user
-        entry = self.acd.entry(call_id)
-        joined = self.clock() if entry is None else entry.joined
         first_caller = self.acd.queue_config(offer.queue).callback_first == "caller"
         log.info("call %s: calling back %s with agent %s", call_id, number, agent_id)
 
         def connected(placed: str) -> None:
-            self._aliases[placed] = call_id
-            wait = round(self.clock() - joined, 3)
+            self._aliases[placed] = call_id  # the placed call stands for the queue's entry
             self._run(self.acd.answered(call_id, agent_id, self.clock()))
-            if self.acd.connected_agent(call_id) == agent_id:
-                self.connected[placed] = (offer.queue, agent_id, wait)
 
         def second_leg(placed: str, status: int) -> None:
             if status == 200 and first_caller:

@@ -104,6 +104,15 @@ def no_incoming(ua: UserAgent, user: str, seconds: float) -> bool:
     return False
 
 
+def into_the_menu(switch: ServerProcess, ua: UserAgent, user: str, key: str) -> int:
+    """``user`` calls the demo IVR (100) and presses ``key`` once the menu plays."""
+    call = ua.call(user, f"sip:100@{switch.domain}")
+    ua.wait_state(call, "CONFIRMED", timeout=10)
+    time.sleep(1.0)
+    ua.dtmf(call, key)
+    return call
+
+
 def queue_events(switch: ServerProcess, query: str) -> list[dict[str, Any]]:
     return list(switch.api(f"/api/queue-events?{query}")["events"])
 
@@ -121,10 +130,7 @@ def test_queue_calls_reach_agents_by_penalty_and_data_class(
     assert agent_state(switch, tokens["alice"])["state"] == "ready"
 
     # -- a general call: alice (penalty 0) rings, bob (penalty 1) does not -------------------
-    call = carol.call("1003", f"sip:100@{switch.domain}")
-    carol.wait_state(call, "CONFIRMED", timeout=10)
-    time.sleep(1.0)
-    carol.dtmf(call, "1")
+    call = into_the_menu(switch, carol, "1003", "1")
     offered = alice.wait_incoming("1001", timeout=15)
     incoming = int(offered["call"])
     assert no_incoming(bob, "1002", 0.5)
@@ -167,10 +173,7 @@ def test_queue_calls_reach_agents_by_penalty_and_data_class(
     assert agent_state(switch, tokens["alice"])["state"] == "ready"
 
     # -- a personal-data call: only the onsite agent rings, though alice is ready ------------
-    call = carol.call("1003", f"sip:100@{switch.domain}")
-    carol.wait_state(call, "CONFIRMED", timeout=10)
-    time.sleep(1.0)
-    carol.dtmf(call, "2")
+    call = into_the_menu(switch, carol, "1003", "2")
     time.sleep(1.5)
     carol.dtmf(call, "12345678#")
     offered = bob.wait_incoming("1002", timeout=15)
@@ -237,10 +240,7 @@ def test_a_declined_offer_goes_to_the_next_agent_and_counts_a_miss(
         if agent_state(switch, token)["state"] != "ready":
             set_ready(switch, token)
 
-    call = carol.call("1003", f"sip:100@{switch.domain}")
-    carol.wait_state(call, "CONFIRMED", timeout=10)
-    time.sleep(1.0)
-    carol.dtmf(call, "1")
+    call = into_the_menu(switch, carol, "1003", "1")
     first = int(alice.wait_incoming("1001", timeout=15)["call"])
     alice.hangup(first, 486)  # alice declines: busy
     second = int(bob.wait_incoming("1002", timeout=10)["call"])
@@ -367,10 +367,7 @@ def test_a_queued_callback_keeps_the_place_then_calls_the_caller_and_rings_the_a
     call_api(switch, "POST", "/api/agent/state", {"state": "not_ready", "reason": "lunch"}, bob)
 
     since = len(switch.stderr_text())
-    call = carol.call("1003", f"sip:100@{switch.domain}")
-    carol.wait_state(call, "CONFIRMED", timeout=10)
-    time.sleep(1.0)
-    carol.dtmf(call, "1")
+    call = into_the_menu(switch, carol, "1003", "1")
     call_id = live_call_id(switch, "1003")
     assert wait_for(lambda: switch.api("/api/queues/general")["waiting"] == 1, 5)
     carol.dtmf(call, "5")  # call me back
@@ -435,10 +432,7 @@ def test_two_waiting_callers_go_to_two_agents_in_arrival_order(
         assert status == 200, body
     calls = {}
     for ua, user in ((carol, "1003"), (dave, "1004")):  # carol first, then dave
-        call = ua.call(user, f"sip:100@{switch.domain}")
-        ua.wait_state(call, "CONFIRMED", timeout=10)
-        time.sleep(1.0)
-        ua.dtmf(call, "1")
+        call = into_the_menu(switch, ua, user, "1")
         calls[user] = call
         waiting = len(calls)
         assert wait_for(lambda n=waiting: switch.api("/api/queues/general")["waiting"] == n, 8)

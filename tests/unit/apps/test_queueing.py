@@ -16,7 +16,7 @@ import pytest
 from softswitch.acd.model import AcdConfig, AgentConfig, ExitAction, QueueConfig, Strategy
 from softswitch.apps.queueing import Announcements, QueueService, acd_config, spoken_wait
 from softswitch.apps.session import QueueRequest, QueueResult
-from softswitch.config import load_settings
+from softswitch.config import ANNOUNCEMENTS, load_settings
 from tests.acd_callers import ScriptedCaller, binding
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -90,10 +90,10 @@ async def test_an_answered_offer_connects_the_caller_to_the_agent_who_answered()
     result = await asyncio.wait_for(waiting, 1)
     assert result == QueueResult("connected", agent="alice")
     assert svc.acd.agent("alice").state.value == "on_call"
-    assert svc.connected["c1"][:2] == ("support", "alice")
+    assert svc.connection("c1")[:2] == ("support", "alice")  # type: ignore[index]
     svc.call_ended("c1", "agent")
     assert svc.acd.agent("alice").state.value == "ready"  # no wrap-up configured
-    assert "c1" not in svc.connected
+    assert svc.connection("c1") is None
     svc.close()
 
 
@@ -208,6 +208,9 @@ def test_the_spoken_position_and_wait() -> None:
         "minutes",
     ]
     assert spoken_wait(25, 3600.0) == ["queue-position", "number-many", "queue-wait-long"]
+    # every name it can say is one the settings check for (config.ANNOUNCEMENTS)
+    said = {p for n in range(1, 30) for w in (None, 10, 150, 900, 3600) for p in spoken_wait(n, w)}
+    assert said <= set(ANNOUNCEMENTS) and "queue-callback" in ANNOUNCEMENTS
 
 
 def test_the_demo_settings_become_the_engines_configuration() -> None:
