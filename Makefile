@@ -3,8 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages the real-peer tests and the benchmarks need.
-APT_PACKAGES := sip-tester kamailio
+# Debian packages the real-peer tests and the benchmarks need: SIPp and Kamailio (peers and
+# baseline), PulseAudio with PortAudio and ALSA's pulse plugin (the softphone's headset path
+# on a null sink), wireguard-go and wireguard-tools (the home agent's VPN, end to end), and
+# fonts for the softphone window's screenshots.
+APT_PACKAGES := sip-tester kamailio pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins \
+	wireguard-go wireguard-tools iproute2 fonts-dejavu-core
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench lint typecheck check-config system-deps clean
@@ -20,8 +24,7 @@ run: $(STAMP)
 
 system-deps:
 	@missing=""; \
-	command -v sipp >/dev/null || missing="$$missing sip-tester"; \
-	command -v kamailio >/dev/null || missing="$$missing kamailio"; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -33,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy softswitch media
+	$(VENV)/bin/mypy softswitch media agent_client
 
 check-config: $(STAMP)
 	$(VENV)/bin/softswitch check configs/default.yaml
@@ -47,6 +50,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m tools.bench.routing
 	$(PY) -m tools.bench.ivr
 	$(PY) -m tools.bench.acd
+	$(PY) -m tools.bench.agent_client
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

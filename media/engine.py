@@ -95,6 +95,10 @@ class _CallMedia:
 
 DigitSink = Callable[[str, str, DtmfReceived], None]  # (call id, side, digit)
 
+#: seconds a leg's previous peer may not latch it back after the leg was pointed elsewhere
+#: (longer than the B2BUA's wait for a transferring phone's BYE)
+FORSAKEN_HOLD_OFF = 6.0
+
 
 _EVENT_HEADER = struct.Struct("!BBHI")
 
@@ -304,12 +308,14 @@ class MediaEngine:
         self, call_id: str, side: str, host: str, port: int, events_pt: int | None = None
     ) -> None:
         """Where a leg's SDP says to send (until its first packet latches the real source),
-        and the payload type of its telephone-events, if it offered them."""
+        and the payload type of its telephone-events, if it offered them. A leg pointed at a
+        new address (a transfer) does not let its previous peer latch it back for
+        :data:`FORSAKEN_HOLD_OFF` seconds."""
         call = self._calls.get(call_id)
         if call is None:
             return
         endpoint = call.a if side == "a" else call.b
-        endpoint.remote = (host, port)
+        endpoint.move((host, port), FORSAKEN_HOLD_OFF)
         if events_pt is not None and (
             side not in call.events or call.events[side].payload_type != events_pt
         ):

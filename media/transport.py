@@ -99,6 +99,10 @@ class RtpEndpoint:
         self.port = port
         self.remote: Addr | None = None  # from SDP, until latching replaces it
         self.latched: Addr | None = None
+        #: the peer this port served before its far end was moved (a phone that transferred
+        #: the call away): its packets may not latch the port back until this loop time
+        self.forsaken: Addr | None = None
+        self.forsaken_until = 0.0
         self.rtcp_remote: Addr | None = None
         self.on_rtp: Callable[[bytearray], None] = _ignore_rtp
         self.on_rtcp: Callable[[bytes], None] = _ignore_rtcp
@@ -149,7 +153,7 @@ class RtpEndpoint:
 
     def reset(self) -> None:
         """Forget the previous call (for reuse of an open endpoint by the next one)."""
-        self.remote = self.latched = self.rtcp_remote = None
+        self.remote = self.latched = self.rtcp_remote = self.forsaken = None
         self.on_rtp = _ignore_rtp
         self.on_rtcp = _ignore_rtcp
         self.last_received = None
@@ -163,10 +167,25 @@ class RtpEndpoint:
                 transport.close()
         self._rtp = self._rtcp = None
 
+    def move(self, remote: Addr, hold_off: float) -> None:
+        """The far end of this port is now ``remote`` (its SDP address; the first packet
+        latches the real source). The peer latched until now may not take the port back for
+        ``hold_off`` seconds: after a transfer, the transferring phone's last packets must not
+        pull the customer's audio back to it."""
+        if self.remote != remote and self.latched is not None:
+            self.forsaken = self.latched
+            self.forsaken_until = self.loop.time() + hold_off
+            self.latched = None
+        self.remote = remote
+
     def _received(self, data: bytes, addr: Addr, rtcp_port: bool) -> None:
         if self.on_rtp is _ignore_rtp:
             return  # idle (between calls): a stray packet must not latch anything
         self.last_received = now = self.loop.time()
+        if addr == self.forsaken and self.latched != addr:
+            if now < self.forsaken_until:
+                return
+            self.forsaken = None
         if rtcp_port or is_rtcp(data):  # RTCP on its own port, or muxed (RFC 5761)
             self.rtcp_remote = addr
             if self.session is not None:

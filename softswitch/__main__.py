@@ -14,6 +14,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args)
     if args.command == "route":
         return cmd_route(args)
+    if args.command == "agent":
+        from softswitch.admin.agent_cli import cmd_agent
+        from softswitch.storage.security_store import SecurityDb
+
+        return cmd_agent(args, SecurityDb)
+    if args.command == "vpn":
+        from softswitch.admin.vpn_cli import cmd_vpn
+
+        return cmd_vpn(args)
     loaded = load_for_run(args)
     if loaded is None:
         return 1

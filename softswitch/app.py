@@ -33,6 +33,7 @@ from media.transport import PortPool
 from softswitch.acd.engine import AcdError
 from softswitch.acd.events import QueueEvent, QueueEventKind
 from softswitch.admin.agent_api import AgentApi, add_agent_routes
+from softswitch.admin.audit_api import add_audit_routes
 from softswitch.admin.dialplan_api import DemoCrm, add_dialplan_routes
 from softswitch.admin.http import HttpApi
 from softswitch.admin.records_api import add_records_routes
@@ -50,6 +51,7 @@ from softswitch.routing.decide import CompiledPlan
 from softswitch.routing.schema import Plan
 from softswitch.security.acl import NetworkAcl
 from softswitch.security.bans import BanList
+from softswitch.security.session_sip import SessionCredentials
 from softswitch.sip.auth import DigestAuthenticator, ha1
 from softswitch.sip.events import Address
 from softswitch.sip.message import Limits
@@ -57,6 +59,7 @@ from softswitch.sip.transaction import Timers
 from softswitch.sip.txn_layer import TransactionLayer
 from softswitch.storage.cdr import CallRecord, records_csv
 from softswitch.storage.queue_log import events_csv
+from softswitch.storage.security_store import SqliteSecurityStore, audit_csv
 from softswitch.storage.sqlite import SqliteBindingStore, SqliteCdrStore, SqliteQueueEventStore
 from softswitch.transport.hub import TransportHub
 from softswitch.yaml_loader import ConfigErrors
@@ -83,6 +86,7 @@ def accounts_from(settings: Settings) -> dict[str, Account]:
             hashes,
             NetworkAcl([str(n) for n in user.allowed_networks]),
             user.display_name or "",
+            session_only=user.sip_credentials == "session",
         )
     return out
 
@@ -158,6 +162,8 @@ def build_engine(
         nonce_ttl=sec.nonce_ttl,
         algorithms=tuple(sec.digest_algorithms),
     )
+    # a blind transfer's target: a user of the switch, at its registered phones
+    b2bua.locate = lambda user: (registrar.lookup(user, wall_clock()) if user in accounts else None)
     return SipEngine(
         layer,
         accounts=accounts,
@@ -253,6 +259,7 @@ class Switch:
         self._event_buffer: list[QueueEvent] = []
         self._event_writer: asyncio.Task[None] | None = None
         self.b2bua.on_call_ended = self._call_ended
+        self.b2bua.on_transferred = self._transferred
         #: the ACD: callers waiting in queues (the dialplan's queue action) and agents
         self.queues = QueueService(
             acd_config(settings.acd),
@@ -271,6 +278,11 @@ class Switch:
         if settings.http.demo_crm is not None:
             crm = DemoCrm(settings.resolve(settings.http.demo_crm))
         self.agent_api: AgentApi | None = None
+        #: TOTP secrets, lockouts and the audit trail (``security.signin.store``)
+        self.security_store = SqliteSecurityStore(settings.security.signin.store)
+        #: SIP credentials issued at an agent's sign-in, for that session only
+        self.session_sip = SessionCredentials(settings.sip.domain)
+        self.engine.sessions = self.session_sip
         self.http = HttpApi(
             self,
             cdrs=self.cdrs,
@@ -291,6 +303,7 @@ class Switch:
                     events_csv=events_csv,
                 ),
                 self._add_agent_routes,
+                lambda api: add_audit_routes(api, self.security_store, audit_csv=audit_csv),
             ],
         )
         self._timer: asyncio.TimerHandle | None = None
@@ -301,13 +314,55 @@ class Switch:
         self.started = time.time()
 
     def _add_agent_routes(self, api: web.Application) -> None:
+        signin = self.settings.security.signin
+        vpn = self.settings.vpn
         self.agent_api = add_agent_routes(
             api,
             queues=self.queues,
             check_password=self._check_agent_password,
             admin_token=self.settings.http.api_token,
             monitor=self.monitor,
+            totp=signin.totp,
+            lockout_failures=signin.lockout_failures,
+            lockout_time=signin.lockout_time,
+            idle_signout=signin.idle_signout,
+            store=self.security_store,
+            session_sip=self.session_sip,
+            sip_info=self._sip_info,
+            vpn_address=None if vpn is None else str(vpn.address),
+            agent_events=self._agent_events,
+            save_note=self._save_note,
         )
+
+    def _sip_info(self, user: str) -> dict[str, object]:
+        """Where an agent's softphone registers: the switch's VPN address when there is a
+        VPN, else the address of the first UDP listener (or the advertised one)."""
+        s = self.settings
+        udp = [lst for lst in s.sip.listeners if lst.transport == "udp"]
+        listener = (udp or list(s.sip.listeners))[0]
+        _, port = self.layer.local_via.get(listener.transport, ("", listener.port))
+        server = str(s.sip.advertised_address or listener.address)
+        if server in ("0.0.0.0", "::"):
+            server = "127.0.0.1"
+        if s.vpn is not None:
+            server = str(s.vpn.address)
+        return {
+            "domain": s.sip.domain,
+            "server": server,
+            "port": port or listener.port,
+            "transport": listener.transport,
+            "expires": min(max(300, s.registrar.min_expires), s.registrar.max_expires),
+        }
+
+    async def _agent_events(self, agent: str, since: float) -> list[QueueEvent]:
+        """An agent's queue events since ``since``, and a day before it: the day figures
+        need the state the agent was in at ``since`` (the events still buffered first)."""
+        if self._event_writer is not None:
+            await asyncio.gather(self._event_writer, return_exceptions=True)
+        if self._event_buffer:
+            batch, self._event_buffer = self._event_buffer, []
+            await self.queue_events.add_many(batch)
+        return await self.queue_events.query(agent=agent, since=since - 86400, limit=10000)
 
     def originate(
         self,
@@ -425,6 +480,7 @@ class Switch:
         except OSError as exc:
             errors = (f"{source}: {exc.strerror}",)
         else:
+            self._reload_user_rules(fresh)
             if fresh.acd == self.settings.acd:
                 return ()
             self.queues.reload(acd_config(fresh.acd))
@@ -439,6 +495,48 @@ class Switch:
             log.error("%s", error)
         log.error("acd settings not reloaded: %d error(s); the previous ones stay", len(errors))
         return errors
+
+    def _transferred(self, call_id: str, side: str, target: str) -> None:
+        """A call was transferred by REFER: for a queue call, the agent's part of it is over
+        (the agent goes to wrap-up, the queue log says to whom)."""
+        who = "caller" if side == "a" else "callee"
+        log.info("call %s: transferred by the %s to %s", call_id, who, target)
+        self.queues.transferred(call_id, target)
+
+    def _reload_user_rules(self, fresh: Settings) -> None:
+        """Where each user may come from (``allowed_networks``, which a VPN peer narrows to
+        the agent's VPN address) and which credentials it takes (``sip_credentials``) follow
+        a reload; users added or removed, and passwords, take a restart."""
+        old = {u.username: u for u in self.settings.users}
+        new = {u.username: u for u in fresh.users}
+        rules = accounts_from(fresh)
+        accounts = dict(self.engine.accounts)
+        changed = [
+            name
+            for name, user in new.items()
+            if name in old
+            and name in accounts
+            and (user.allowed_networks, user.sip_credentials)
+            != (old[name].allowed_networks, old[name].sip_credentials)
+        ]
+        for name in changed:
+            accounts[name] = replace(
+                accounts[name], acl=rules[name].acl, session_only=rules[name].session_only
+            )
+            log.info(
+                "user %s: may register from %s%s",
+                name,
+                ", ".join(str(n) for n in new[name].allowed_networks) or "anywhere",
+                " with session credentials only" if rules[name].session_only else "",
+            )
+        if changed:
+            self.engine.accounts = accounts
+            users = tuple(
+                new[u.username] if u.username in changed else u for u in self.settings.users
+            )
+            self.settings = self.settings.model_copy(update={"users": users})
+        if set(old) != set(new):
+            log.warning("users added or removed in the settings take effect after a restart")
 
     def _on_digit(self, call_id: str, side: str, digit: DtmfReceived) -> None:
         who = "caller" if side == "a" else "callee"
@@ -557,7 +655,8 @@ class Switch:
                 details,
             )
             if e.kind is QueueEventKind.WRAP_UP and e.call_id and e.details.get("code"):
-                task = asyncio.ensure_future(self._store_code(e.call_id, str(e.details["code"])))
+                code, earlier = str(e.details["code"]), list(self._cdr_writes)
+                task = asyncio.ensure_future(self._store_code(e.call_id, code, earlier))
                 self._cdr_writes.add(task)
                 task.add_done_callback(self._cdr_writes.discard)
         self._event_buffer.extend(events)
@@ -575,14 +674,28 @@ class Switch:
         finally:
             self._event_writer = None
 
-    async def _store_code(self, call_id: str, code: str) -> None:
-        pending = [t for t in self._cdr_writes if t is not asyncio.current_task()]
-        await asyncio.gather(*pending, return_exceptions=True)  # the record is written first
+    async def _store_code(self, call_id: str, code: str, earlier: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*earlier, return_exceptions=True)  # the record is written first
         try:
             if not await self.cdrs.set_wrap_up_code(call_id, code):
                 log.warning("call %s: no detail record for wrap-up code %s", call_id, code)
         except Exception:
             log.exception("call %s: storing the wrap-up code failed", call_id)
+
+    def _save_note(self, call_id: str, note: str) -> None:
+        """An agent's wrap-up note, kept with the call's detail record (after the record and
+        the code are written)."""
+        task = asyncio.ensure_future(self._store_note(call_id, note, list(self._cdr_writes)))
+        self._cdr_writes.add(task)
+        task.add_done_callback(self._cdr_writes.discard)
+
+    async def _store_note(self, call_id: str, note: str, earlier: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*earlier, return_exceptions=True)  # the record and the code first
+        try:
+            if not await self.cdrs.set_wrap_up_note(call_id, note):
+                log.warning("call %s: no detail record for the wrap-up note", call_id)
+        except Exception:
+            log.exception("call %s: storing the wrap-up note failed", call_id)
 
     async def _purge_once(self, keep: float) -> None:
         """Drop call detail records older than ``keep`` seconds."""
@@ -667,6 +780,8 @@ class Switch:
         for user in gone:
             if not self.registrar.lookup(user, now):
                 self.queues.agent_unreachable(user)
+        for user in {b.aor.partition("@")[0] for b in changed.saved}:
+            self.queues.agent_reachable(user)
         for b in changed.saved:
             self._dirty[(b.aor, b.contact)] = b
         for key in changed.removed:
@@ -697,6 +812,14 @@ class Switch:
         await self.store.open()
         await self.cdrs.open()
         await self.queue_events.open()
+        await self.security_store.open()
+        if s.security.signin.audit_retention_days > 0:
+            with contextlib.suppress(Exception):
+                dropped = await self.security_store.purge_audit(
+                    time.time() - s.security.signin.audit_retention_days * 86400.0
+                )
+                if dropped:
+                    log.info("purged %d audit trail entries past retention", dropped)
         if s.calls.record_retention_days > 0:
             keep = s.calls.record_retention_days * 86400.0
             await self._purge_once(keep)  # before serving: never cut off by a quick stop
@@ -805,6 +928,7 @@ class Switch:
             with contextlib.suppress(Exception):
                 await self.queue_events.add_many(self._event_buffer)
         await self.queue_events.close()
+        await self.security_store.close()
         await self.cdrs.close()
         await self.store.close()
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
@@ -51,6 +53,8 @@ from softswitch.yaml_loader import (
 if TYPE_CHECKING:
     from softswitch.routing.schema import Plan
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "AuthFailures",
     "Calls",
@@ -58,13 +62,22 @@ __all__ = [
     "Http",
     "Listener",
     "Logging",
+    "Peer",
+    "PeersFileError",
     "Registrar",
     "Security",
     "Settings",
+    "Signin",
     "Sip",
     "User",
+    "Vpn",
     "check",
+    "host_network",
     "load_settings",
+    "parse_peers",
+    "read_vpn_peers",
+    "render_peers",
+    "with_vpn_peers",
 ]
 
 
@@ -147,6 +160,37 @@ def _network(value: Any) -> IPv4Network | IPv6Network:
     raise ValueError(f'{_quoted(value)} has host bits set (did you mean "{loose}"?)')
 
 
+def _endpoint(value: Any) -> str:
+    """``host:port`` as WireGuard's Endpoint takes it: a host name or IPv4 address, or an
+    IPv6 address in brackets (``[2001:db8::1]:51820``)."""
+    if not isinstance(value, str):
+        raise PydanticKnownError("string_type")
+    text = value.strip()
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        ok = bool(bracket) and port.startswith(":")
+        port = port[1:]
+        if ok:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                ok = False
+    else:
+        host, colon, port = text.rpartition(":")
+        ok = bool(colon) and ":" not in host
+        if ok:
+            try:
+                _host(host)
+            except ValueError:
+                ok = False
+    if ok and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535:
+        return text
+    raise ValueError(
+        'expected host:port, e.g. "vpn.example.com:51820", "203.0.113.5:51820" or '
+        f'"[2001:db8::1]:51820", got {_quoted(value)}'
+    )
+
+
 Integer = Annotated[int, BeforeValidator(_integer)]
 Number = Annotated[float, BeforeValidator(_number)]
 Port = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=65535)]
@@ -154,6 +198,7 @@ IPLiteral = Annotated[str, PlainValidator(_ip_literal, json_schema_input_type=st
 Host = Annotated[str, PlainValidator(_host, json_schema_input_type=str)]
 Network = Annotated[IPv4Network | IPv6Network, PlainValidator(_network, json_schema_input_type=str)]
 Text = Annotated[str, BeforeValidator(_text)]
+Endpoint = Annotated[str, PlainValidator(_endpoint, json_schema_input_type=str)]
 
 
 class _Section(BaseModel):
@@ -330,6 +375,10 @@ class User(_Section):
     """Most simultaneous registered contacts (devices) for this account."""
     context: Text | None = None
     """The dialplan context of this account's calls (none: ``dialplan.context``)."""
+    sip_credentials: Literal["any", "session"] = "any"
+    """Which credentials may REGISTER and call as this account: "any" (the configured
+    password or ha1, and the credentials the switch issues at an agent's sign-in) or
+    "session" (only those issued at sign-in; the configured password is refused for SIP)."""
 
     @field_validator("username")
     @classmethod
@@ -431,6 +480,27 @@ class Flood(_Section):
     """Seconds a flooding source stays banned."""
 
 
+class Signin(_Section):
+    """Agents' sign-in to the softphone and the agent API: second factor (TOTP, RFC 6238),
+    lockout after failed attempts, idle sign-out and the audit trail."""
+
+    totp: Literal["required", "optional", "off"] = "optional"
+    """Time-based one-time passwords (RFC 6238): "required" (every agent must enrol and
+    give a code), "optional" (agents who enrolled must give one), "off" (never asked)."""
+    lockout_failures: Integer = Field(default=10, ge=1)
+    """Failed sign-ins in a row after which the agent's account is locked."""
+    lockout_time: Integer = Field(default=900, ge=0)
+    """Seconds a locked account stays locked; 0: until an admin unlocks it."""
+    idle_signout: Integer = Field(default=1800, ge=0)
+    """Seconds without calls or input after which the softphone signs the agent out;
+    0: never."""
+    store: str = Field(default="var/security.db", min_length=1)
+    """SQLite file of the TOTP secrets, lockouts and the audit trail, relative to the
+    working directory."""
+    audit_retention_days: Integer = Field(default=365, ge=0)
+    """Days an audit trail entry is kept; 0 keeps them all."""
+
+
 class Security(_Section):
     """Protection against brute force, floods and resource exhaustion."""
 
@@ -449,6 +519,219 @@ class Security(_Section):
     )
     """Digest algorithms offered, one challenge each, SHA-256 first (RFC 8760). Some UAs read
     only the first challenge and know only MD5 (SIPp among them): list just MD5 for them."""
+    signin: Signin = Field(default_factory=Signin)
+    """Agents' sign-in: TOTP, lockout, idle sign-out, audit trail."""
+
+
+# --------------------------------------------------------------------------------------------
+# vpn
+
+_DEFAULT_VPN_NETWORK = ipaddress.IPv4Network("10.66.0.0/24")
+
+
+class Vpn(_Section):
+    """The WireGuard VPN of the home agents, kept by ``softswitch vpn add-agent`` and
+    ``softswitch vpn revoke``. An agent with a peer may register only from their VPN
+    address: their SIP user's ``allowed_networks`` becomes that address (``/32``) whenever
+    the settings are loaded."""
+
+    interface: str = "wg0"
+    """The switch's WireGuard interface (as ``wg`` and ``wg-quick`` name it)."""
+    network: Network = _DEFAULT_VPN_NETWORK
+    """The VPN's network (CIDR): the switch and every agent get an address in it."""
+    address: IPLiteral = "10.66.0.1"
+    """The switch's address in the network (default: the network's first host address);
+    the agents' phones register to it."""
+    listen_port: Annotated[int, BeforeValidator(_integer), Field(ge=1, le=65535)] = 51820
+    """The UDP port WireGuard listens on."""
+    endpoint: Endpoint
+    """Required: host:port the agents' WireGuard dials, a public name or address of the
+    switch, e.g. "vpn.example.com:51820"."""
+    server_config: str = Field(default="var/vpn/wg0.conf", min_length=1)
+    """The switch's WireGuard configuration file (wg-quick format) the CLI writes, relative
+    to the working directory; name it <interface>.conf for wg-quick. Its private key is
+    kept beside it in <name>.key (mode 0600)."""
+    peers: str = Field(default="var/vpn/peers.json", min_length=1)
+    """The peers file (JSON) the CLI writes and the switch reads, relative to the working
+    directory (run the CLI where the switch runs)."""
+    keepalive: Integer = Field(default=25, ge=0, le=65535)
+    """PersistentKeepalive of the agents' configurations, in seconds, to keep their NAT open
+    for incoming calls; 0: none."""
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_=+.\-]{1,15}", value):
+            raise ValueError(
+                "expected an interface name: 1 to 15 letters, digits and _ = + . -, "
+                f"got {_quoted(value)}"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_host(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "address" not in data and "network" in data:
+            try:
+                network = _network(data["network"])
+            except (ValueError, PydanticKnownError):
+                return data  # reported on the network
+            first = next(iter(network.hosts()), None)
+            if first is not None:
+                return {**data, "address": str(first)}
+        return data
+
+    @model_validator(mode="after")
+    def _address_in_network(self) -> Vpn:
+        net = self.network
+        if net.num_addresses < 4:
+            raise rule_violation(
+                (("network",), f"{net} is too small: at most /{net.max_prefixlen - 2}")
+            )
+        address = ipaddress.ip_address(self.address)
+        blame = "address" if "address" in self.model_fields_set else "network"
+        first = next(iter(net.hosts()))
+        if address.version != net.version or address not in net:
+            problem = f"{address} is not inside network {net}"
+        elif address == net.network_address:
+            problem = f"{address} is the network's own address (the first host is {first})"
+        elif isinstance(net, IPv4Network) and address == net.broadcast_address:
+            problem = f"{address} is the network's broadcast address"
+        else:
+            return self
+        raise rule_violation(((blame,), problem))
+
+    @property
+    def switch_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The switch's address as an address object."""
+        return ipaddress.ip_address(self.address)
+
+
+# --------------------------------------------------------------------------------------------
+# The VPN peers file: written by ``softswitch vpn`` (softswitch.security.vpn), read here
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One agent's WireGuard peer: who, which address, which public key, since when."""
+
+    agent: str
+    """The agent id (``acd.agents[].id``)."""
+    user: str
+    """The agent's SIP user when the peer was added."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    """The agent's address in the VPN network."""
+    public_key: str
+    """The agent's WireGuard public key (base64)."""
+    created: str
+    """When the peer was added (ISO 8601, UTC)."""
+
+
+class PeersFileError(ValueError):
+    """A peers file that is not what :func:`render_peers` writes; ``line``/``col`` are
+    1-based, ``path`` names the entry (``peers[2].address``) when known."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 1, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+        self.path = path
+
+
+_PEER_KEYS = ("agent", "user", "address", "public_key", "created")
+# What a peer's agent id and SIP user may contain: the characters of an agent id and of a SIP
+# user name in the settings; never white space, '#', '[' or '=', which could break a config.
+_PEER_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]{1,64}")
+# A WireGuard key: the base64 of 32 bytes (the last character carries 4 bits, then "=").
+_WIREGUARD_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
+def parse_peers(text: str) -> tuple[Peer, ...]:
+    """The peers of a peers file: a JSON object ``{"peers": [{agent, user, address,
+    public_key, created}, ...]}``. Agents and addresses are unique. Raises
+    :class:`PeersFileError` for anything else."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PeersFileError(f"not JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    if not isinstance(data, dict) or not isinstance(data.get("peers"), list):
+        raise PeersFileError('expected an object with a "peers" list')
+    unknown = sorted(set(data) - {"peers"})
+    if unknown:
+        raise PeersFileError(f'unknown key "{unknown[0]}"', path=unknown[0])
+    peers: list[Peer] = []
+    agents: dict[str, int] = {}
+    addresses: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, int] = {}
+    for i, item in enumerate(data["peers"]):
+        peer = _peer(item, f"peers[{i}]")
+        if peer.agent in agents:
+            raise PeersFileError(
+                f'agent "{peer.agent}" has two peers (also peers[{agents[peer.agent]}])',
+                path=f"peers[{i}].agent",
+            )
+        if peer.address in addresses:
+            raise PeersFileError(
+                f"address {peer.address} is given twice (also peers[{addresses[peer.address]}])",
+                path=f"peers[{i}].address",
+            )
+        agents[peer.agent] = i
+        addresses[peer.address] = i
+        peers.append(peer)
+    return tuple(peers)
+
+
+def _peer(item: Any, where: str) -> Peer:
+    if not isinstance(item, dict):
+        raise PeersFileError("expected an object", path=where)
+    for key in _PEER_KEYS:
+        if not isinstance(item.get(key), str):
+            raise PeersFileError(f'missing or not text: "{key}"', path=f"{where}.{key}")
+    extra = sorted(set(item) - set(_PEER_KEYS))
+    if extra:
+        raise PeersFileError(f'unknown key "{extra[0]}"', path=f"{where}.{extra[0]}")
+    for key in ("agent", "user"):
+        if not _PEER_NAME.fullmatch(item[key]):
+            raise PeersFileError(
+                f"not an agent id or user name: {item[key]!r}", path=f"{where}.{key}"
+            )
+    try:
+        address = ipaddress.ip_address(item["address"])
+    except ValueError:
+        raise PeersFileError(
+            f"not an IP address: {item['address']!r}", path=f"{where}.address"
+        ) from None
+    if not _WIREGUARD_KEY.fullmatch(item["public_key"]):
+        raise PeersFileError(
+            "not a WireGuard key (the base64 of 32 bytes)", path=f"{where}.public_key"
+        )
+    if not item["created"] or "\n" in item["created"]:
+        raise PeersFileError("not a time", path=f"{where}.created")
+    return Peer(item["agent"], item["user"], address, item["public_key"], item["created"])
+
+
+def render_peers(peers: Iterable[Peer]) -> str:
+    """The text of a peers file (:func:`parse_peers` reads it back), peers by address."""
+    entries = [
+        {
+            "agent": p.agent,
+            "user": p.user,
+            "address": str(p.address),
+            "public_key": p.public_key,
+            "created": p.created,
+        }
+        for p in sorted(peers, key=_by_address)
+    ]
+    return json.dumps({"peers": entries}, indent=2) + "\n"
+
+
+def _by_address(peer: Peer) -> tuple[int, int]:
+    return (peer.address.version, int(peer.address))
+
+
+def host_network(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Network:
+    """The network of one address: ``10.66.0.2/32`` (``/128`` for IPv6)."""
+    return ipaddress.ip_network(f"{address}/{address.max_prefixlen}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -814,6 +1097,12 @@ class Settings(_Section):
 
     _config_dir: Path | None = PrivateAttr(default=None)
     _source: Path | None = PrivateAttr(default=None)
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What loading found doubtful but not wrong (a VPN peer of an agent that is gone)."""
+        return self._warnings
 
     @property
     def source(self) -> Path | None:
@@ -845,6 +1134,8 @@ class Settings(_Section):
     """The dialplan (none: calls go straight to the user dialled)."""
     acd: AcdSettings = Field(default_factory=AcdSettings)
     """Queues and agents."""
+    vpn: Vpn | None = None
+    """The home agents' WireGuard VPN (none: no VPN)."""
     logging: Logging = Field(default_factory=Logging)
     """Log output."""
 
@@ -902,13 +1193,88 @@ def _raw_username(item: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def load_settings(path: str | Path) -> Settings:
-    """Load and validate a settings file; raises :class:`ConfigErrors` listing every mistake."""
+def load_settings(path: str | Path, *, vpn_peers: bool = True) -> Settings:
+    """Load and validate a settings file; raises :class:`ConfigErrors` listing every mistake.
+
+    With a ``vpn`` section (and ``vpn_peers``), each agent with a VPN peer in the peers file
+    gets its SIP user's ``allowed_networks`` replaced by its VPN address (see
+    :func:`with_vpn_peers`)."""
     config_dir = Path(path).resolve().parent
     settings = load_model(Settings, path, context={"config_dir": config_dir})
     settings._config_dir = config_dir
     settings._source = Path(path).resolve()
+    if vpn_peers and settings.vpn is not None:
+        return with_vpn_peers(settings, path)
     return settings
+
+
+def read_vpn_peers(vpn: Vpn) -> tuple[Peer, ...]:
+    """The peers in ``vpn.peers`` (none when the file does not exist); raises
+    :class:`ConfigErrors` naming the file when it cannot be read or is malformed."""
+    file = Path(vpn.peers)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        error = ConfigError(str(file), 1, 1, "", f"cannot read the VPN peers file: {reason}")
+        raise ConfigErrors([error]) from None
+    try:
+        return parse_peers(text)
+    except PeersFileError as exc:
+        message = f"malformed VPN peers file: {exc.message}"
+        raise ConfigErrors([ConfigError(str(file), exc.line, exc.col, exc.path, message)]) from None
+
+
+def with_vpn_peers(settings: Settings, path: str | Path) -> Settings:
+    """The settings with every VPN peer applied: the SIP user of each peer's agent may
+    register and call only from the agent's VPN address (``allowed_networks`` becomes
+    ``[<address>/32]``, or several such when agents share a user). A peer whose agent is no
+    longer in ``acd.agents`` is ignored with a warning; a peer outside ``vpn.network`` is an
+    error (the network changed: revoke and add the agent again)."""
+    vpn = settings.vpn
+    assert vpn is not None
+    agents = {agent.id: agent for agent in settings.acd.agents}
+    networks: dict[str, list[IPv4Network | IPv6Network]] = {}
+    warnings: list[str] = []
+    errors: list[ConfigError] = []
+    for peer in read_vpn_peers(vpn):
+        agent = agents.get(peer.agent)
+        if agent is None:
+            warnings.append(
+                f'{vpn.peers}: the VPN peer of agent "{peer.agent}" ({peer.address}) names no '
+                f"agent of {path}; remove it with: softswitch vpn revoke {peer.agent}"
+            )
+            continue
+        if peer.address.version != vpn.network.version or peer.address not in vpn.network:
+            file, line, col = load_yaml(path).position(("vpn", "network"))
+            errors.append(
+                ConfigError(
+                    file,
+                    line,
+                    col,
+                    "vpn.network",
+                    f'the VPN address {peer.address} of agent "{peer.agent}" ({vpn.peers}) is '
+                    f"outside {vpn.network}: revoke the agent and add it again",
+                )
+            )
+            continue
+        networks.setdefault(agent.user, []).append(host_network(peer.address))
+    if errors:
+        raise ConfigErrors(errors)
+    users = tuple(
+        user.model_copy(update={"allowed_networks": tuple(networks[user.username])})
+        if user.username in networks
+        else user
+        for user in settings.users
+    )
+    updated = settings.model_copy(update={"users": users})
+    updated.__dict__.pop("users_by_name", None)  # a cached view of the old users
+    updated._warnings = settings.warnings + tuple(warnings)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return updated
 
 
 def load_with_plan(path: str | Path) -> tuple[Settings, Plan | None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from softswitch.b2bua.service import ALLOW, B2bua
 from softswitch.registrar.service import BindingsChanged, KeepAlive, Registrar
@@ -67,6 +68,17 @@ class Account:
     ha1: Mapping[str, str]  # algorithm ("MD5", "SHA-256") -> HA1 hex
     acl: NetworkAcl = field(default_factory=lambda: NetworkAcl(()))
     display_name: str = ""
+    #: only credentials issued at an agent's sign-in may authenticate (``sip_credentials:
+    #: session``): the configured password is refused for SIP
+    session_only: bool = False
+
+
+class SessionCredentialLookup(Protocol):
+    """SIP digest credentials issued for one signed-in session (an agent's softphone)."""
+
+    def lookup(self, auth_username: str, now: float) -> tuple[str, Mapping[str, str]] | None:
+        """The user these credentials act for and their HA1 per algorithm, or None."""
+        ...
 
 
 class SipEngine:
@@ -105,6 +117,9 @@ class SipEngine:
         #: the dialplan: takes every call that is not to a feature code (caller's INVITE,
         #: authenticated user, number dialled); None: calls go straight to the user dialled
         self.router: Callable[[RequestReceived, str, str, float], None] | None = None
+        #: per-session credentials (an agent's sign-in); digest user names of the accounts
+        #: are looked up first, so a session's name never shadows a configured user
+        self.sessions: SessionCredentialLookup | None = None
         #: counters for operators (served on /healthz)
         self.stats = {"received": 0, "dropped_banned": 0, "auth_failures": 0}
 
@@ -294,19 +309,21 @@ class SipEngine:
         ip = event.source.host
         if credentials is not None:
             result = self.auth.verify(req.method, credentials, self._lookup_ha1, now, req.body)
+            account = None
             if result.ok and result.username is not None:
-                account = self.accounts[result.username]
+                account = self._account_of(result.username)
+            if account is not None:
                 if not account.acl.allows(ip):
                     log.warning(
                         "%s %s from %s refused: source network not allowed for %s",
                         req.method,
                         req.uri,
                         event.source,
-                        result.username,
+                        account.username,
                     )
                     self._reply(event, 403, "Source Network Not Allowed", now=now)
                     return None
-                return result.username
+                return account.username
             stale = result.stale
             if not stale:
                 self.stats["auth_failures"] += 1
@@ -329,9 +346,22 @@ class SipEngine:
 
     def _lookup_ha1(self, username: str, realm: str, algorithm: str) -> str | None:
         account = self.accounts.get(username)
-        if account is None:
-            return None
-        return account.ha1.get(algorithm)
+        if account is not None:
+            return None if account.session_only else account.ha1.get(algorithm)
+        if self.sessions is not None:
+            found = self.sessions.lookup(username, self.wall_clock())
+            if found is not None:
+                return found[1].get(algorithm)
+        return None
+
+    def _account_of(self, auth_username: str) -> Account | None:
+        """The account a verified digest user name acts for: the user itself, or the user a
+        session's credentials were issued to (None if the session ended meanwhile)."""
+        account = self.accounts.get(auth_username)
+        if account is not None or self.sessions is None:
+            return account
+        found = self.sessions.lookup(auth_username, self.wall_clock())
+        return None if found is None else self.accounts.get(found[0])
 
     # -- methods -------------------------------------------------------------------------------
 

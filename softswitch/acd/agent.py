@@ -67,6 +67,7 @@ class AgentEvent(enum.Enum):
     ENDED = "ended"  # the call ended after the agent answered
     END_WRAP_UP = "end_wrap_up"
     UNREACHABLE = "unreachable"
+    REACHABLE = "reachable"  # the phone registered again
 
 
 class AgentError(ValueError):
@@ -305,6 +306,13 @@ def _unreachable_later(agent: Agent, args: _Args, out: list[Change]) -> None:
         agent.pending = (AgentEvent.NOT_READY, "unreachable")
 
 
+def _reachable_again(agent: Agent, args: _Args, out: list[Change]) -> None:
+    """The phone registered again during the call or the wrap-up: the not ready that its
+    loss left pending is dropped (a request of the agent's own stays)."""
+    if agent.pending == (AgentEvent.NOT_READY, "unreachable"):
+        agent.pending = None
+
+
 S, E = AgentState, AgentEvent
 
 #: (state, event) -> what happens; a pair not listed is refused (AgentError)
@@ -341,4 +349,6 @@ TRANSITIONS: dict[tuple[AgentState, AgentEvent], Handler] = {
     (S.RINGING, E.UNREACHABLE): _unreachable_offered,
     (S.ON_CALL, E.UNREACHABLE): _unreachable_later,
     (S.WRAP_UP, E.UNREACHABLE): _unreachable_later,
+    (S.ON_CALL, E.REACHABLE): _reachable_again,
+    (S.WRAP_UP, E.REACHABLE): _reachable_again,
 }

@@ -564,6 +564,15 @@ class Acd:
             return out
         return out + self._control(agent_id, AgentEvent.UNREACHABLE, now)
 
+    def reachable(self, agent_id: str, now: float) -> list[Command]:
+        """The agent's phone registered again: during a call or its wrap-up, the not ready
+        its loss left pending is dropped; in any other state nothing changes (an agent made
+        not ready as unreachable chooses ready again)."""
+        run = self._run(agent_id)
+        if run.machine.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            return []
+        return self._control(agent_id, AgentEvent.REACHABLE, now)
+
     def _control(
         self,
         agent_id: str,
@@ -722,6 +731,11 @@ class Acd:
             "speed_of_answer": None if not answered else round(sum(answered) / len(answered), 1),
             "callers": [self.entry_view(e, now, i + 1) for i, e in enumerate(q.waiting)],
         }
+
+    def wrap_up_call(self, agent_id: str) -> str | None:
+        """The call whose wrap-up the agent is in, or None when not in wrap-up."""
+        run = self._run(agent_id)
+        return run.last_call if run.machine.state is AgentState.WRAP_UP else None
 
     def agent_view(self, agent_id: str, now: float) -> dict[str, object]:
         run = self._run(agent_id)

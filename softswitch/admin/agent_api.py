@@ -9,42 +9,101 @@ Agent routes. An agent token reaches only its own agent's data: the agent is the
 was issued to, so no agent route takes an agent id (there is none in the URL, and a body that
 names one is refused as an unknown field):
 
-* ``POST /api/agent/login`` ``{"agent": id, "password": p}``: the password of the agent's SIP
-  user (``check_password(user, password)``). 200 with ``token``, ``token_type``, ``expires``
-  (Unix seconds), ``agent`` (the agent's view), ``roles``, ``reasons`` (the not-ready reasons
-  to choose from) and ``codes`` (wrap-up codes; empty: any). A logged-out agent is logged in to
-  the ACD (attendance starts; the agent is not ready, reason ``login``). An unknown agent and a
-  wrong password get the same 401. After :data:`MAX_FAILURES` failures within
+* ``POST /api/agent/login`` ``{"agent": id, "password": p, "totp": code}``: the password of
+  the agent's SIP user (``check_password(user, password)``) and, when a second factor applies,
+  the 6-digit one-time code of the agent's authenticator app (RFC 6238, 30 s steps, one step
+  of drift either way; a code of a step already used is refused, §5.2). 200 with ``token``,
+  ``token_type``, ``expires`` (Unix seconds), ``agent`` (the agent's view), ``roles``,
+  ``reasons`` (the not-ready reasons to choose from), ``codes`` (wrap-up codes; empty: any),
+  ``sip`` (below), ``vpn_address`` (the switch's address in the agents' VPN, or null) and
+  ``idle_signout`` (seconds without calls or input after which the client signs out; 0:
+  never). A logged-out agent is logged in to the ACD (attendance starts; the agent is not
+  ready, reason ``login``).
+
+  ``sip`` (null when the switch issues none): ``{"username", "password", "extension",
+  "domain", "server", "port", "transport", "expires", "valid_until"}``, SIP digest credentials
+  for this session only (:mod:`softswitch.security.session_sip`): the softphone registers as
+  ``extension`` with digest user ``username`` (``1001.k3vq7m2a``, distinct per session), at
+  ``server`` (the switch's VPN address when configured); ``expires`` is the REGISTER interval
+  to ask for (seconds), ``valid_until`` the end of the credentials, the token's expiry. They
+  are revoked at sign-out, when the token expires, or when a later sign-in pushes the token
+  out; a restart of the switch forgets them.
+
+  Second factor (``totp``): "off" asks no code; "optional" asks one of agents who enrolled a
+  secret (``softswitch agent totp ID``); "required" also refuses agents who did not, with 403
+  ``no second factor enrolled for this agent; an administrator enrols one with softswitch
+  agent totp ID``. The secret is read from the security store at each sign-in, so an
+  enrolment takes effect without a reload.
+
+  Failures: an unknown agent, a wrong password and a wrong, reused or missing code all get the
+  same 401 ``unknown agent or wrong password`` (the log and the audit trail say which factor
+  failed; never the password or the code). After :data:`MAX_FAILURES` failures within
   :data:`FAILURE_WINDOW` seconds for one agent id or from one client address, sign-ins are
   refused with 429 and ``Retry-After`` (RFC 6585 §4) until the oldest failure is that old.
-  Every failure is logged (agent id and client address, never the password).
+  Lockout (:mod:`softswitch.security.lockout`): after ``lockout_failures`` failed sign-ins in a
+  row (a wrong password or code) a configured agent's account is locked for ``lockout_time``
+  seconds (0: until ``softswitch agent unlock ID``); the failing sign-in and every sign-in
+  while locked, even with the right password, get 403 ``{"error": "account locked until <ISO
+  time> after N failed sign-ins; an administrator can unlock it (softswitch agent unlock ID)",
+  "locked_until": unix seconds or null}``. A success resets the count. The lock is kept in the
+  security store, so it survives a restart. Order of the checks: the client address's 429,
+  the lock's 403, the agent's 429, the password, the code.
 * ``POST /api/agent/logout``: logs the agent out of the ACD (after the call in progress, if
-  any: then ``"pending": true``) and revokes the token (its WebSockets close).
+  any: then ``"pending": true``), revokes the token (its WebSockets close) and the session's
+  SIP credentials, and lowers the agent's hand.
 * ``GET /api/agent/me``: the agent's view, roles, reasons and codes.
 * ``POST /api/agent/state`` ``{"state": "ready" | "not_ready", "reason": r}`` (a reason from
   the list is required with ``not_ready``): 200 with the view (a not-ready asked for during a
   call shows as ``pending``); 400 for a bad body or an unknown reason; 409 when the change does
   not apply now (e.g. ready while on a call or logged out).
-* ``POST /api/agent/wrap-up`` ``{"code": c}`` (code optional): ends the wrap-up with the
-  disposition code; 400 for a code not in the list, 409 when not in wrap-up.
+* ``POST /api/agent/wrap-up`` ``{"code": c, "note": n}`` (both optional): ends the wrap-up
+  with the disposition code, and keeps the note (at most :data:`MAX_NOTE` characters) with
+  the call's detail record (the automatic call log; ``save_note(call_id, note)``); 400 for a
+  code not in the list, a note too long, or a note when the switch keeps none; 409 when not
+  in wrap-up.
+* ``GET /api/agent/stats``: the agent's figures since the switch's local midnight, from the
+  queue log (:func:`softswitch.acd.day_figures.day_figures`): ``{"calls", "average_handle",
+  "ready_time", "break_time", "since", "until"}`` (seconds); 503 without a queue log.
+* ``POST /api/agent/audit`` ``{"action": "screen_pop_viewed", "call_id": id}``: the agent
+  viewed the screen pop of a call; written to the audit trail with the agent, the call, the
+  time and the client address. Only a call offered to this agent since local midnight may be
+  reported (the offers seen since the switch started, else the queue log): 404 for any other,
+  so an agent cannot write rows about calls they never had. 400 for another action or no call
+  id, 503 without an audit trail, 500 when the write fails.
+* ``POST /api/agent/help`` ``{"conference": false | true}`` raises the agent's hand: the
+  supervisors' WebSockets get ``{"type": "help", "agent", "call_id", "time"}`` and their
+  snapshots list the raised hands (``hands``) until the agent's call ends, the agent signs
+  out, or ``{"lower": true}`` lowers it. With ``"conference": true`` during a call, the first
+  supervisor (configuration order) who is logged in and not with a call (ready, not ready or in
+  wrap-up) is called and joins the call in barge mode (as ``/api/supervisor/monitor``): 200
+  with ``supervisor`` and ``conference_call_id``; 409 when there is no call or no free
+  supervisor (the hand is not raised), or when the supervisor's phone did not answer (the hand
+  stays raised); 503 when the switch cannot place such calls.
 * ``GET /api/agent/ws``: a WebSocket (the token in ``Authorization`` or, as browsers cannot set
   headers on a WebSocket, in ``?token=``). It pushes JSON text messages:
   ``{"type": "state", "agent": view}`` on connect and whenever the agent's state changes;
   ``{"type": "offer", "call_id", "queue", "caller", "caller_name", "path", "screen_pop",
-  "data_class"}`` when a call is offered to the agent (the screen pop); ``{"type": "event",
+  "data_class"}`` when a call is offered to the agent (the screen pop). ``screen_pop`` is a
+  list of ``{"name", "value", "masked"}`` in display order
+  (:func:`softswitch.apps.screen_pop.screen_pop_fields`): a sensitive field's value is
+  ``****`` (``masked`` true) unless the agent's location is among the queue's
+  ``personal_locations``, so a masked value never leaves the switch; ``{"type": "event",
   "event": queue event}`` for ``connected``, ``missed``, ``completed_*``, ``transferred`` and
   ``wrap_up``. The socket only pushes: requests go to the HTTP routes.
 
 Supervisor routes (a token of an agent with the ``supervisor`` role, or the admin token; an
 agent token without the role gets 403):
 
-* ``GET /api/supervisor/agents``: every agent's live view and the counts per state.
+* ``GET /api/supervisor/agents``: every agent's live view, the counts per state and the
+  raised hands (``hands``: ``{"agent", "call_id", "time", "conference"}``).
 * ``GET /api/supervisor/queues``: every queue with its callers and the last hour's figures.
 * ``POST /api/supervisor/agents/{id}/state`` ``{"state": "not_ready" | "logout" | "ready"}``:
   forces the agent's state (not ready with reason ``supervisor``; during a call, after it).
-  404 for an unknown agent, 409 when the change does not apply.
+  404 for an unknown agent, 409 when the change does not apply. Audited (``state_forced``).
+* ``POST /api/supervisor/monitor`` ``{"agent", "mode": "listen" | "whisper" | "barge",
+  "phone"}``: calls the supervisor's phone into the agent's call. Audited (``monitor``).
 * ``GET /api/supervisor/ws``: a WebSocket pushing ``{"type": "snapshot", "queues", "agents",
-  "agent_states", "events"}`` on connect and after queue events, at most
+  "agent_states", "hands", "events"}`` on connect and after queue events, at most
   1 / :data:`SNAPSHOT_INTERVAL` per second; ``events`` are the queue events since the previous
   push (at most :data:`MAX_PUSH_EVENTS`, ``events_dropped`` counts the rest).
 
@@ -59,7 +118,17 @@ each socket has a send queue of :data:`SEND_QUEUE` messages, and a client that f
 behind is dropped (close code 1013) instead of holding the switch. Sockets close when their
 token is revoked or expires, and when the switch stops (1001).
 
-Tokens live in memory (:mod:`softswitch.admin.tokens`): a restart signs everyone out.
+Audit trail (the security store, ``SignInStore``; none without a store): ``signin``,
+``signin_failed`` (``{"factor": "password" | "totp wrong" | "totp reused" | "totp missing" |
+"unknown agent"}``), ``signin_refused`` (``{"reason": "locked" | "no_totp"}``),
+``account_locked``, ``signout``, ``screen_pop_viewed``, ``help_raised``, ``help_lowered``,
+``state_forced`` and ``monitor``, each with the actor (agent id or ``admin``), the subject (an
+agent id or a call id), the client address and the time. The command line adds
+``totp_enrolled`` and ``account_unlocked`` (:mod:`softswitch.admin.agent_cli`); the admin
+reads it at ``GET /api/audit`` (:mod:`softswitch.admin.audit_api`).
+
+Tokens and session SIP credentials live in memory (:mod:`softswitch.admin.tokens`): a restart
+signs everyone out. Second-factor secrets and locks live in the security store.
 """
 
 from __future__ import annotations
@@ -71,21 +140,28 @@ import json
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from softswitch.acd.agent import AgentState
+from softswitch.acd.day_figures import day_figures
 from softswitch.acd.engine import Acd, AcdError, Command
 from softswitch.acd.events import QueueEvent, QueueEventKind
 from softswitch.admin.http import _error
 from softswitch.admin.tokens import Session, TokenRejected, TokensFull, TokenStore
 from softswitch.apps.queueing import QueueService
+from softswitch.apps.screen_pop import screen_pop_fields
+from softswitch.security import totp as totp_codes
+from softswitch.security.lockout import Lockout, LockState
+from softswitch.security.session_sip import CredentialsFull, SessionCredentials
+from softswitch.security.totp import Enrolment
 
-__all__ = ["AgentApi", "FailureLimit", "add_agent_routes"]
+__all__ = ["AgentApi", "FailureLimit", "SignInStore", "add_agent_routes"]
 
 log = logging.getLogger("softswitch.admin.agent_api")
 
@@ -112,12 +188,31 @@ MAX_PUSH_EVENTS = 1000
 SWEEP_INTERVAL = 30.0
 #: seconds a WebSocket close may take before the connection is cut
 CLOSE_TIMEOUT = 5.0
+#: the longest one-time code field accepted (a code is 6 digits; more is a bad body)
+MAX_CODE = 16
+#: the longest call id accepted in an audit report
+MAX_CALL_ID = 256
+#: calls remembered per agent as offered (for the screen-pop audit)
+MAX_OFFERS_KEPT = 1000
+#: seconds asked for in REGISTER with session credentials, unless ``sip_info`` says
+REGISTER_EXPIRES = 300
+#: what an agent may report to the audit trail
+AGENT_AUDIT_ACTIONS = ("screen_pop_viewed",)
+TOTP_MODES = ("required", "optional", "off")
 
 _REALM = "softswitch"
 _NO_TOKEN = "missing Authorization: Bearer token"
 _BAD_LOGIN = "unknown agent or wrong password"
+_NO_SECOND_FACTOR = (
+    "no second factor enrolled for this agent; an administrator enrols one with "
+    "softswitch agent totp {agent}"
+)
 
 K = QueueEventKind
+#: queue events that end an agent's call (a raised hand about it comes down)
+_CALL_ENDS = frozenset({K.COMPLETED_CALLER, K.COMPLETED_AGENT, K.TRANSFERRED, K.ABANDONED})
+#: states in which a supervisor is signed in and free to join a call
+_FREE = frozenset({AgentState.READY, AgentState.NOT_READY, AgentState.WRAP_UP})
 #: queue events an agent's WebSocket gets as they are
 _AGENT_EVENTS = frozenset(
     {
@@ -136,9 +231,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _Refused(Exception):
     """An answer other than success, raised from deep in a handler."""
 
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(reason)
-        self.response = _error(status, reason, headers)
+        if extra:
+            self.response = web.json_response(
+                {"error": reason, **extra}, status=status, headers=headers
+            )
+        else:
+            self.response = _error(status, reason, headers)
 
 
 def _challenge(error: str | None = None) -> dict[str, str]:
@@ -201,6 +307,47 @@ class FailureLimit:
 #: switch calls the supervisor and joins the agent's call (see ``Switch.monitor``)
 Monitoring = Callable[[str, str, str, str], Awaitable[tuple[int, str | None]]]
 
+#: ``(agent, since) -> the agent's queue events since then`` (the queue log)
+AgentEvents = Callable[[str, float], Awaitable[Sequence[QueueEvent]]]
+#: keeps an agent's wrap-up note with the call's record (call id, note)
+SaveNote = Callable[[str, str], None]
+#: the longest wrap-up note accepted, in characters
+MAX_NOTE = 4000
+
+
+class SignInStore(Protocol):
+    """What the sign-in and the audit trail need of the security store (the switch's
+    ``softswitch.storage.security_store.SqliteSecurityStore``; the Protocols
+    ``SecretStore`` and ``AuditStore`` of ``softswitch.storage.protocols``). Every read is
+    fresh: a secret enrolled or an account unlocked from the command line counts at once."""
+
+    async def secret(self, agent: str) -> Enrolment | None: ...
+
+    async def accept_step(self, agent: str, step: int) -> bool: ...
+
+    async def lock_state(self, agent: str) -> LockState: ...
+
+    async def change_lock(
+        self, agent: str, change: Callable[[LockState], LockState]
+    ) -> LockState: ...
+
+    async def add_audit(
+        self,
+        *,
+        time: float,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        address: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None: ...
+
+
+def local_midnight(now: float) -> float:
+    """The Unix time of the switch's local midnight that began the day of ``now``."""
+    local = datetime.fromtimestamp(now).astimezone()
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
 
 @dataclass(frozen=True, slots=True)
 class _Principal:
@@ -216,6 +363,11 @@ class _Principal:
     @property
     def name(self) -> str:
         return "admin" if self.session is None else f"agent {self.session.agent}"
+
+    @property
+    def actor(self) -> str:
+        """Who acted, for the audit trail: the agent id, or ``admin``."""
+        return "admin" if self.session is None else self.session.agent
 
 
 class _Client:
@@ -290,13 +442,43 @@ class AgentApi:
         clock: Callable[[], float] = time.time,
         token_ttl: float = 12 * 3600,
         monitor: Monitoring | None = None,
+        totp: Literal["required", "optional", "off"] = "off",
+        lockout_failures: int = 0,
+        lockout_time: float = 0.0,
+        idle_signout: float = 0.0,
+        store: SignInStore | None = None,
+        session_sip: SessionCredentials | None = None,
+        sip_info: Callable[[str], Mapping[str, object]] | None = None,
+        vpn_address: str | None = None,
+        agent_events: AgentEvents | None = None,
+        save_note: SaveNote | None = None,
     ) -> None:
         if admin_token is not None and not admin_token:
             raise ValueError("the admin token must not be empty (use None for no token)")
+        if totp not in TOTP_MODES:
+            raise ValueError(f"totp must be one of {', '.join(TOTP_MODES)}, not {totp!r}")
+        if store is None and (totp != "off" or lockout_failures > 0):
+            raise ValueError("a second factor or a lockout needs the security store")
+        if idle_signout < 0:
+            raise ValueError("idle_signout must not be negative")
         self.queues = queues
         self.clock = clock
         self.tokens = TokenStore(token_ttl)
         self.failures = FailureLimit(MAX_FAILURES, FAILURE_WINDOW)
+        self.lockout = Lockout(lockout_failures, lockout_time)
+        self.totp = totp
+        self.idle_signout = idle_signout
+        self.vpn_address = vpn_address
+        self.session_sip = session_sip
+        self._store = store
+        self._sip_info = sip_info
+        self._agent_events = agent_events
+        self._save_note = save_note
+        self._sip_names: dict[bytes, str] = {}  # token digest -> its session SIP username
+        #: calls offered to each agent (call id -> time, queue), oldest first, bounded
+        self._offers: dict[str, OrderedDict[str, tuple[float, str | None]]] = {}
+        #: raised hands: agent -> {"agent", "call_id", "time", "conference"}
+        self._hands: dict[str, dict[str, object]] = {}
         self._check_password = check_password
         self._monitor = monitor
         self._admin = None if admin_token is None else admin_token.encode()
@@ -319,6 +501,9 @@ class AgentApi:
         add.add_post("/agent/state", self._wrap(self.state))
         add.add_post("/agent/wrap-up", self._wrap(self.wrap_up))
         add.add_get("/agent/ws", self._wrap(self.agent_socket))
+        add.add_get("/agent/stats", self._wrap(self.stats))
+        add.add_post("/agent/audit", self._wrap(self.audit))
+        add.add_post("/agent/help", self._wrap(self.help))
         add.add_get("/supervisor/agents", self._wrap(self.agents))
         add.add_get("/supervisor/queues", self._wrap(self.queue_views))
         add.add_post("/supervisor/agents/{agent}/state", self._wrap(self.force_state))
@@ -396,26 +581,27 @@ class AgentApi:
 
     async def login(self, request: web.Request) -> web.Response:
         body = await _body(request, required=True)
-        _fields(body, ("agent", "password"))
+        _fields(body, ("agent", "password", "totp"))
         agent = _text(body, "agent", MAX_ID)
         password = _text(body, "password", MAX_PASSWORD)
         assert agent is not None and password is not None
+        code = body.get("totp")
+        if code is not None and (not isinstance(code, str) or len(code) > MAX_CODE):
+            raise _Refused(400, f"totp must be a text of at most {MAX_CODE} characters")
+        code = code.strip() if code else None
         now = self.clock()
         remote = request.remote or "unknown"
         agent_key, remote_key = f"agent:{agent}", f"ip:{remote}"
-        wait = max(
-            self.failures.retry_after(agent_key, now), self.failures.retry_after(remote_key, now)
-        )
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            log.warning("sign-in of agent %r from %s refused: too many failures", agent, remote)
-            raise _Refused(
-                429,
-                f"too many failed sign-ins for this agent or from this address; "
-                f"try again in {seconds} s",
-                {"Retry-After": str(seconds)},
-            )
+        self._rate_limited(agent, remote, self.failures.retry_after(remote_key, now))
         config = self.queues.acd.config.agents.get(agent)
+        lock = LockState()
+        if config is not None and self.lockout.enabled:
+            lock = await self._lock_state(agent)
+            if self.lockout.locked(lock, now):
+                log.warning("sign-in of agent %s from %s refused: account locked", agent, remote)
+                await self._audit(agent, "signin_refused", agent, remote, {"reason": "locked"})
+                raise self._locked(lock, agent)
+        self._rate_limited(agent, remote, self.failures.retry_after(agent_key, now))
         ok = False
         if config is not None:
             try:
@@ -424,30 +610,31 @@ class AgentApi:
                 log.exception("checking the password of agent %r failed", agent)
                 raise _Refused(500, "checking the password failed (see the log)") from None
         if not ok:
-            self.failures.record(agent_key, now)
-            self.failures.record(remote_key, now)
-            log.warning(
-                "sign-in of agent %r from %s failed: %s",
-                agent,
-                remote,
-                "unknown agent" if config is None else "wrong password",
-            )
-            raise _Refused(401, _BAD_LOGIN)
+            await self._failed(agent, remote, now, known=config is not None, factor="password")
         assert config is not None
+        if self.totp != "off":
+            await self._second_factor(agent, remote, now, code)
         self.failures.clear(agent_key)
+        if not lock.clear:
+            await self._change_lock(agent, self.lockout.succeeded)
         try:
             token, session, dropped = self.tokens.issue(agent, now)
         except TokensFull as exc:
             log.error("sign-in of agent %r refused: %s", agent, exc)
             raise _Refused(503, str(exc)) from None
         for old in dropped:
-            self._close_sockets(old.key, WSCloseCode.POLICY_VIOLATION, "signed in too often")
+            self._end_session(old, WSCloseCode.POLICY_VIOLATION, "signed in too often")
+        sip = self._session_account(session, config.user, now)
         acd = self.queues.acd
         if acd.agent(agent).state is AgentState.LOGGED_OUT:
             with contextlib.suppress(AcdError):
                 self.queues.control(lambda a, t: a.login(agent, t))
             self._changed(agent)
         log.info("agent %s signed in from %s", agent, remote)
+        details: dict[str, object] = {"second_factor": self.totp != "off" and code is not None}
+        if sip is not None:
+            details["sip_username"] = sip["username"]
+        await self._audit(agent, "signin", agent, remote, details)
         return web.json_response(
             {
                 "token": token,
@@ -457,9 +644,161 @@ class AgentApi:
                 "roles": sorted(config.roles),
                 "reasons": list(acd.config.reasons),
                 "codes": list(acd.config.codes),
+                "sip": sip,
+                "vpn_address": self.vpn_address,
+                "idle_signout": self.idle_signout,
             },
             headers={"Cache-Control": "no-store"},  # a token is never cached (RFC 6749 §5.1)
         )
+
+    @staticmethod
+    def _rate_limited(agent: str, remote: str, wait: float) -> None:
+        if wait <= 0:
+            return
+        seconds = max(1, math.ceil(wait))
+        log.warning("sign-in of agent %r from %s refused: too many failures", agent, remote)
+        raise _Refused(
+            429,
+            f"too many failed sign-ins for this agent or from this address; "
+            f"try again in {seconds} s",
+            {"Retry-After": str(seconds)},
+        )
+
+    def _locked(self, lock: LockState, agent: str) -> _Refused:
+        """The 403 of a locked account, with ``locked_until`` (None: until unlocked)."""
+        message = self.lockout.message(lock, agent)
+        return _Refused(403, message, extra={"locked_until": lock.locked_until})
+
+    async def _second_factor(self, agent: str, remote: str, now: float, code: str | None) -> None:
+        """Check the one-time code of an agent whose password was right (RFC 6238): a code
+        of a step already used is refused (§5.2); a wrong, reused or missing code is a failed
+        sign-in like a wrong password, with the same answer."""
+        assert self._store is not None
+        try:
+            enrolment = await self._store.secret(agent)
+        except Exception:
+            log.exception("reading the second factor of agent %r failed", agent)
+            raise _Refused(500, "reading the security store failed (see the log)") from None
+        if enrolment is None:
+            if self.totp == "optional":
+                return
+            log.warning("sign-in of agent %s from %s refused: no second factor", agent, remote)
+            await self._audit(agent, "signin_refused", agent, remote, {"reason": "no_totp"})
+            raise _Refused(403, _NO_SECOND_FACTOR.format(agent=agent))
+        if code is None:
+            await self._failed(agent, remote, now, known=True, factor="totp missing")
+        assert code is not None
+        step = totp_codes.verify(enrolment.secret, code, now, last_step=enrolment.last_step)
+        if step is None:
+            used = totp_codes.verify(enrolment.secret, code, now, last_step=None) is not None
+            factor = "totp reused" if used else "totp wrong"
+            await self._failed(agent, remote, now, known=True, factor=factor)
+        assert step is not None
+        try:
+            accepted = await self._store.accept_step(agent, step)
+        except Exception:
+            log.exception("recording the code's step of agent %r failed", agent)
+            raise _Refused(500, "writing the security store failed (see the log)") from None
+        if not accepted:  # another sign-in used the same code a moment ago
+            await self._failed(agent, remote, now, known=True, factor="totp reused")
+
+    async def _failed(
+        self, agent: str, remote: str, now: float, *, known: bool, factor: str
+    ) -> None:
+        """A failed sign-in: counted by the rate limit and, for a known agent, by the
+        lockout; logged and audited with the factor that failed, answered 401 without it (or
+        403 when this failure locks the account). Always raises."""
+        self.failures.record(f"agent:{agent}", now)
+        self.failures.record(f"ip:{remote}", now)
+        why = factor if known else "unknown agent"
+        log.warning("sign-in of agent %r from %s failed: %s", agent, remote, why)
+        await self._audit(agent, "signin_failed", agent, remote, {"factor": why})
+        if known and self.lockout.enabled:
+            lock = await self._change_lock(agent, lambda state: self.lockout.failed(state, now))
+            if self.lockout.locked(lock, now):
+                log.warning(
+                    "agent %s locked after %d failed sign-ins (last from %s)",
+                    agent,
+                    lock.failures,
+                    remote,
+                )
+                details = {"failures": lock.failures, "locked_until": lock.locked_until}
+                await self._audit(agent, "account_locked", agent, remote, details)
+                raise self._locked(lock, agent)
+        raise _Refused(401, _BAD_LOGIN)
+
+    async def _lock_state(self, agent: str) -> LockState:
+        assert self._store is not None
+        try:
+            return await self._store.lock_state(agent)
+        except Exception:
+            log.exception("reading the lock of agent %r failed", agent)
+            raise _Refused(500, "reading the security store failed (see the log)") from None
+
+    async def _change_lock(self, agent: str, change: Callable[[LockState], LockState]) -> LockState:
+        assert self._store is not None
+        try:
+            return await self._store.change_lock(agent, change)
+        except Exception:
+            log.exception("writing the lock of agent %r failed", agent)
+            raise _Refused(500, "writing the security store failed (see the log)") from None
+
+    def _session_account(self, session: Session, user: str, now: float) -> dict[str, object] | None:
+        """SIP digest credentials for this session only (``None`` without session
+        credentials): valid until the token expires, revoked with it."""
+        if self.session_sip is None:
+            return None
+        try:
+            username, password = self.session_sip.issue(user, now, session.expires - now)
+        except CredentialsFull as exc:
+            self.tokens.revoke(session.key)
+            log.error("sign-in of SIP user %s refused: %s", user, exc)
+            raise _Refused(503, str(exc)) from None
+        self._sip_names[session.key] = username
+        info: Mapping[str, object] = self._sip_info(user) if self._sip_info is not None else {}
+        return {
+            "username": username,
+            "password": password,
+            "extension": user,
+            "domain": info.get("domain"),
+            "server": info.get("server"),
+            "port": info.get("port"),
+            "transport": info.get("transport"),
+            "expires": info.get("expires", REGISTER_EXPIRES),
+            "valid_until": session.expires,
+        }
+
+    async def _audit(
+        self,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        address: str | None = None,
+        details: Mapping[str, object] | None = None,
+        *,
+        required: bool = False,
+    ) -> float:
+        """Append to the audit trail; its time. A failed write is logged (and, when
+        ``required``, answered 500: the request was only about the record)."""
+        now = self.clock()
+        if self._store is None:
+            if required:
+                raise _Refused(503, "this switch keeps no audit trail")
+            return now
+        try:
+            await self._store.add_audit(
+                time=now,
+                actor=actor,
+                action=action,
+                subject=subject,
+                address=address,
+                details=details,
+            )
+        except Exception:
+            log.exception("writing the audit trail (%s by %s) failed", action, actor)
+            if required:
+                raise _Refused(500, "writing the audit trail failed (see the log)") from None
+        return now
 
     async def logout(self, request: web.Request) -> web.Response:
         principal = self._principal(request, supervisor=False)
@@ -470,7 +809,11 @@ class AgentApi:
         self._changed(agent)
         assert principal.session is not None
         self._revoke(principal.session, "signed out")
+        self._lower_hand(agent)
         log.info("agent %s signed out%s", agent, " after the call" if view["pending"] else "")
+        await self._audit(
+            agent, "signout", agent, request.remote, {"pending": view["pending"] == "logout"}
+        )
         return web.json_response(
             {
                 "logged_out": view["state"] == AgentState.LOGGED_OUT.value,
@@ -527,12 +870,21 @@ class AgentApi:
         principal = self._principal(request, supervisor=False)
         agent = principal.agent
         body = await _body(request, required=False)
-        _fields(body, ("code",))
+        _fields(body, ("code", "note"))
         code = _text(body, "code", MAX_TEXT, required=False)
+        note = _text(body, "note", MAX_NOTE, required=False)
         codes = self.queues.acd.config.codes
         if code is not None and codes and code not in codes:
             raise _Refused(400, f"unknown wrap-up code {code!r}: one of {', '.join(codes)}")
+        if note is not None and note.strip() and self._save_note is None:
+            raise _Refused(400, "this switch keeps no wrap-up notes")
+        try:
+            call = self.queues.acd.wrap_up_call(agent)
+        except AcdError:
+            call = None
         self._control(lambda a, t: a.end_wrap_up(agent, t, code), agent)
+        if note is not None and note.strip() and call is not None and self._save_note:
+            self._save_note(call, note.strip())
         return web.json_response({"agent": self._view(agent)})
 
     async def agent_socket(self, request: web.Request) -> web.StreamResponse:
@@ -552,12 +904,173 @@ class AgentApi:
         log.debug("agent %s: WebSocket from %s", agent, request.remote)
         return await self._serve(client)
 
+    async def stats(self, request: web.Request) -> web.Response:
+        """The agent's own figures since the switch's local midnight (the queue log)."""
+        principal = self._principal(request, supervisor=False)
+        if self._agent_events is None:
+            raise _Refused(503, "this switch keeps no queue log to count from")
+        agent = principal.agent
+        now = self.clock()
+        since = local_midnight(now)
+        try:
+            events = await self._agent_events(agent, since)
+        except Exception:
+            log.exception("reading the queue log of agent %s failed", agent)
+            raise _Refused(500, "reading the queue log failed (see the log)") from None
+        figures = day_figures(events, agent, since=since, now=now)
+        return web.json_response({**figures.to_dict(), "since": since, "until": now})
+
+    async def audit(self, request: web.Request) -> web.Response:
+        """An agent's report for the audit trail: ``screen_pop_viewed`` of a call offered to
+        the agent today (404 otherwise: an agent cannot write rows about other calls)."""
+        principal = self._principal(request, supervisor=False)
+        agent = principal.agent
+        body = await _body(request, required=True)
+        _fields(body, ("action", "call_id"))
+        action = body.get("action")
+        if action not in AGENT_AUDIT_ACTIONS:
+            shown = repr(action) if isinstance(action, str) else "missing"
+            raise _Refused(400, f"action {shown}: one of {', '.join(AGENT_AUDIT_ACTIONS)}")
+        call_id = _text(body, "call_id", MAX_CALL_ID)
+        assert call_id is not None
+        if self._store is None:
+            raise _Refused(503, "this switch keeps no audit trail")
+        now = self.clock()
+        offer = await self._offered_today(agent, call_id, now)
+        if offer is None:
+            raise _Refused(404, f"call {call_id} was not offered to agent {agent} today")
+        when = await self._audit(
+            agent, str(action), call_id, request.remote, {"queue": offer[1]}, required=True
+        )
+        return web.json_response(
+            {"recorded": True, "action": action, "call_id": call_id, "time": when}
+        )
+
+    async def _offered_today(
+        self, agent: str, call_id: str, now: float
+    ) -> tuple[float, str | None] | None:
+        """When and from which queue ``call_id`` was offered to ``agent`` since midnight:
+        the offers seen since the switch started, else the queue log."""
+        midnight = local_midnight(now)
+        offers = self._offers.get(agent)
+        seen = None if offers is None else offers.get(call_id)
+        if seen is not None:
+            return seen if seen[0] >= midnight else None
+        if self._agent_events is None:
+            return None
+        try:
+            events = await self._agent_events(agent, midnight)
+        except Exception:
+            log.exception("reading the queue log of agent %s failed", agent)
+            raise _Refused(500, "reading the queue log failed (see the log)") from None
+        for event in events:
+            if (
+                event.kind is K.OFFERED
+                and event.call_id == call_id
+                and event.agent == agent
+                and event.time >= midnight
+            ):
+                return event.time, event.queue
+        return None
+
+    async def help(self, request: web.Request) -> web.Response:
+        """Raise the agent's hand (``{"conference": bool}``) or lower it (``{"lower":
+        true}``); with ``conference`` during a call, a free supervisor is called and barges in.
+        """
+        principal = self._principal(request, supervisor=False)
+        agent = principal.agent
+        body = await _body(request, required=False)
+        _fields(body, ("conference", "lower"))
+        lower, conference = body.get("lower", False), body.get("conference", False)
+        if not isinstance(lower, bool) or not isinstance(conference, bool):
+            raise _Refused(400, "conference and lower must be true or false")
+        if lower:
+            if conference:
+                raise _Refused(400, "lower goes alone")
+            was = self._lower_hand(agent)
+            if was:
+                await self._audit(agent, "help_lowered", agent, request.remote)
+            return web.json_response({"raised": False, "was_raised": was})
+        view = self._view(agent)
+        call = view["call"] if isinstance(view["call"], str) else None
+        supervisor: str | None = None
+        if conference:
+            if self._monitor is None:
+                raise _Refused(503, "this switch cannot place monitoring calls")
+            if call is None or view["state"] != AgentState.ON_CALL.value:
+                raise _Refused(409, "no call in progress to bring a supervisor into")
+            supervisor = self._free_supervisor(agent)
+            if supervisor is None:
+                raise _Refused(409, "no supervisor is signed in and free to join the call")
+        now = self.clock()
+        hand: dict[str, object] = {
+            "agent": agent,
+            "call_id": call,
+            "time": now,
+            "conference": conference,
+        }
+        self._hands[agent] = hand
+        message = json.dumps({"type": "help", "agent": agent, "call_id": call, "time": now})
+        for client in list(self._supervisors):
+            self._send(client, message)
+        self._schedule_snapshot()
+        log.info("agent %s raised a hand%s", agent, f" for call {call}" if call else "")
+        answer: dict[str, object] = {"raised": True, "call_id": call, "time": now}
+        details: dict[str, object] = {"conference": conference, "call_id": call}
+        refused: _Refused | None = None
+        if supervisor is not None:
+            assert self._monitor is not None and call is not None
+            agents = self.queues.acd.config.agents
+            status, joined = await self._monitor(
+                agents[supervisor].user, agents[agent].user, "barge", f"help {agent}"
+            )
+            details.update(supervisor=supervisor, status=status)
+            log.info("help for agent %s: supervisor %s called: %d", agent, supervisor, status)
+            if status == 200:
+                answer.update(supervisor=supervisor, conference_call_id=joined)
+            else:
+                reasons = {
+                    404: "the call ended",
+                    480: f"supervisor {supervisor}'s phone is not registered",
+                }
+                reason = reasons.get(status, f"supervisor {supervisor}'s phone answered {status}")
+                refused = _Refused(409, f"{reason}; the hand stays raised")
+        await self._audit(agent, "help_raised", call or agent, request.remote, details)
+        if refused is not None:
+            raise refused
+        return web.json_response(answer)
+
+    def _free_supervisor(self, agent: str) -> str | None:
+        """The first supervisor (in configuration order) other than ``agent`` who is logged
+        in and not with a call (ready, not ready or in wrap-up)."""
+        acd = self.queues.acd
+        for other, config in acd.config.agents.items():
+            if other == agent or "supervisor" not in config.roles:
+                continue
+            with contextlib.suppress(AcdError):
+                if acd.agent(other).state in _FREE:
+                    return other
+        return None
+
+    def _lower_hand(self, agent: str) -> bool:
+        if self._hands.pop(agent, None) is None:
+            return False
+        if self._supervisors:
+            self._schedule_snapshot()
+        return True
+
+    def _snapshot(self) -> dict[str, object]:
+        """The supervisors' view: the queue service's snapshot and the raised hands."""
+        return {**self.queues.snapshot(), "hands": list(self._hands.values())}
+
     # -- supervisor routes -----------------------------------------------------------------
 
     async def agents(self, request: web.Request) -> web.Response:
         self._principal(request, supervisor=True)
-        snap = self.queues.snapshot()
-        return web.json_response({"agents": snap["agents"], "agent_states": snap["agent_states"]})
+        snap = self._snapshot()
+        return web.json_response(
+            {"agents": snap["agents"], "agent_states": snap["agent_states"], "hands": snap["hands"]}
+        )
 
     async def queue_views(self, request: web.Request) -> web.Response:
         self._principal(request, supervisor=True)
@@ -592,6 +1105,7 @@ class AgentApi:
             raise _Refused(400, 'state must be "not_ready", "logout" or "ready"')
         self._control(action, agent)
         log.info("%s set agent %s %s", principal.name, agent, wanted)
+        await self._audit(principal.actor, "state_forced", agent, request.remote, {"state": wanted})
         return web.json_response({"agent": self._view(agent)})
 
     async def monitor(self, request: web.Request) -> web.Response:
@@ -619,6 +1133,13 @@ class AgentApi:
         target = acd.config.agents[agent].user
         status, call_id = await self._monitor(phone, target, mode, f"{mode} {agent}")
         log.info("%s: %s on agent %s from %s: %d", principal.name, mode, agent, phone, status)
+        await self._audit(
+            principal.actor,
+            "monitor",
+            agent,
+            request.remote,
+            {"mode": mode, "phone": phone, "status": status, "call_id": call_id},
+        )
         if status != 200:
             reasons = {404: f"agent {agent} is on no call", 480: f"{phone} is not registered"}
             reason = reasons.get(status, f"the supervisor's phone answered {status}")
@@ -635,7 +1156,7 @@ class AgentApi:
         key = None if principal.session is None else principal.session.key
         client = _Client(ws, key, None)
         self._supervisors.add(client)
-        snapshot = {"type": "snapshot", **self.queues.snapshot(), "events": []}
+        snapshot = {"type": "snapshot", **self._snapshot(), "events": []}
         self._send(client, json.dumps(snapshot))
         log.debug("%s: supervisor WebSocket from %s", principal.name, request.remote)
         return await self._serve(client)
@@ -671,6 +1192,7 @@ class AgentApi:
         """A batch of queue events (a sink of the queue service, on the event loop)."""
         if self._closed:
             return
+        self._follow(events)
         if self._agents:
             self._push_agents(events)
         if self._supervisors:
@@ -678,6 +1200,26 @@ class AgentApi:
             self._pending_dropped += max(0, len(events) - room)
             self._pending.extend(events)
             self._schedule_snapshot()
+
+    def _follow(self, events: list[QueueEvent]) -> None:
+        """Remember the calls offered to each agent (for the screen-pop audit) and lower the
+        hands whose call ended or whose agent logged out."""
+        for event in events:
+            agent = event.agent
+            if event.kind is K.OFFERED and agent is not None and event.call_id is not None:
+                offers = self._offers.setdefault(agent, OrderedDict())
+                offers[event.call_id] = (event.time, event.queue)
+                offers.move_to_end(event.call_id)
+                while len(offers) > MAX_OFFERS_KEPT:
+                    offers.popitem(last=False)
+            if not self._hands:
+                continue
+            if event.kind is K.LOGOUT and agent is not None:
+                self._lower_hand(agent)
+            elif event.kind in _CALL_ENDS and event.call_id is not None:
+                for raised, hand in list(self._hands.items()):
+                    if hand["call_id"] == event.call_id:
+                        self._lower_hand(raised)
 
     def _push_agents(self, events: list[QueueEvent]) -> None:
         mentioned: dict[str, list[QueueEvent]] = {}
@@ -696,16 +1238,22 @@ class AgentApi:
             self._push_agent(agent, clients, messages)
 
     def _agent_message(self, event: QueueEvent) -> str | None:
-        if event.kind is K.OFFERED and event.call_id is not None:
-            return json.dumps(self._offer(event.call_id, event.queue))
+        if event.kind is K.OFFERED and event.call_id is not None and event.agent is not None:
+            return json.dumps(self._offer(event.call_id, event.queue, event.agent))
         if event.kind in _AGENT_EVENTS:
             return json.dumps({"type": "event", "event": event.to_dict()})
         return None
 
-    def _offer(self, call_id: str, queue: str | None) -> dict[str, object]:
-        """The screen pop of an offered call: what the dialplan said about the caller."""
+    def _offer(self, call_id: str, queue: str | None, agent: str) -> dict[str, object]:
+        """The screen pop of a call offered to ``agent``: what the dialplan said about the
+        caller, sensitive fields masked unless the agent's location is among the queue's
+        ``personal_locations`` (:func:`~softswitch.apps.screen_pop.screen_pop_fields`)."""
         request = self.queues.request_of(call_id)
         if request is not None:
+            acd = self.queues.acd
+            config = acd.config.agents.get(agent)
+            location = config.location if config is not None else ""
+            allowed = acd.queue_config(queue or request.queue).personal_locations
             return {
                 "type": "offer",
                 "call_id": call_id,
@@ -713,7 +1261,7 @@ class AgentApi:
                 "caller": request.caller,
                 "caller_name": request.caller_name,
                 "path": list(request.path),
-                "screen_pop": dict(request.screen_pop),
+                "screen_pop": screen_pop_fields(request, location=location, allowed=allowed),
                 "data_class": request.data_class,
             }
         entry = self.queues.acd.entry(call_id)  # a callback: the caller is not on the line
@@ -724,7 +1272,7 @@ class AgentApi:
             "caller": None if entry is None else (entry.callback or entry.caller),
             "caller_name": None,
             "path": [],
-            "screen_pop": {},
+            "screen_pop": [],
             "data_class": None if entry is None else entry.data_class,
         }
 
@@ -763,7 +1311,7 @@ class AgentApi:
         events = [event.to_dict() for event in self._pending]
         dropped, self._pending_dropped = self._pending_dropped, 0
         self._pending.clear()
-        message = {"type": "snapshot", **self.queues.snapshot(), "events": events}
+        message = {"type": "snapshot", **self._snapshot(), "events": events}
         if dropped:
             message["events_dropped"] = dropped
         text = json.dumps(message)
@@ -872,15 +1420,30 @@ class AgentApi:
                 self._finish(client, code, reason)
 
     def _revoke(self, session: Session, why: str) -> None:
+        self._end_session(session, WSCloseCode.OK, why)
+
+    def _end_session(self, session: Session, code: int, why: str) -> None:
+        """Revoke the token and its SIP credentials, and close its sockets."""
         self.tokens.revoke(session.key)
-        self._close_sockets(session.key, WSCloseCode.OK, why)
+        self._forget_sip(session.key)
+        self._close_sockets(session.key, code, why)
+
+    def _forget_sip(self, key: bytes) -> None:
+        username = self._sip_names.pop(key, None)
+        if username is not None and self.session_sip is not None:
+            self.session_sip.revoke(username)
 
     async def _sweep(self) -> None:
         """Close the sockets of tokens that expired, and forget those tokens."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.clock()
-            self.tokens.purge(now)
+            for session in self.tokens.purge(now):
+                self._forget_sip(session.key)
+            for key in [k for k in self._sip_names if not self.tokens.valid(k, now)]:
+                self._forget_sip(key)  # tokens that expired at a lookup
+            if self.session_sip is not None:
+                self.session_sip.purge(now)
             for client in self._sockets():
                 if client.key is not None and not self.tokens.valid(client.key, now):
                     self._finish(client, WSCloseCode.POLICY_VIOLATION, "the token expired")
@@ -921,14 +1484,35 @@ def add_agent_routes(
     clock: Callable[[], float] = time.time,
     token_ttl: float = 12 * 3600,
     monitor: Monitoring | None = None,
+    totp: Literal["required", "optional", "off"] = "off",
+    lockout_failures: int = 0,
+    lockout_time: float = 0.0,
+    idle_signout: float = 0.0,
+    store: SignInStore | None = None,
+    session_sip: SessionCredentials | None = None,
+    sip_info: Callable[[str], Mapping[str, object]] | None = None,
+    vpn_address: str | None = None,
+    agent_events: AgentEvents | None = None,
+    save_note: SaveNote | None = None,
 ) -> AgentApi:
     """Add the agent and supervisor routes to the ``/api/`` sub-application ``api``.
 
     ``check_password(sip_user, password)`` checks an agent's sign-in against the password of
     the agent's SIP user; ``admin_token`` (the API token) opens the supervisor routes too;
     ``clock`` gives Unix seconds for the tokens' lifetime (``token_ttl`` seconds) and the
-    sign-in failure window. Call :meth:`AgentApi.close` when stopping (it also runs on the
-    application's shutdown)."""
+    sign-in failure window; ``monitor`` calls a supervisor's phone into an agent's call.
+
+    Sign-in security (``security.signin``): ``totp`` ("required", "optional", "off") asks for
+    the one-time code, ``lockout_failures`` failed sign-ins in a row (0: no lockout) lock the
+    account for ``lockout_time`` seconds (0: until unlocked); ``store`` keeps the secrets,
+    locks and the audit trail (needed with a second factor or a lockout; without one nothing
+    is audited). ``idle_signout`` and ``vpn_address`` are told to the client.
+    ``session_sip`` issues the session's SIP credentials; ``sip_info(sip_user)`` gives
+    ``{"domain", "server", "port", "transport"}`` (and optionally ``"expires"``, the REGISTER
+    interval) for them. ``agent_events(agent, since)`` reads the agent's queue events (day
+    figures, and the screen-pop audit of calls offered before a restart).
+
+    Call :meth:`AgentApi.close` when stopping (it also runs on the application's shutdown)."""
     agent_api = AgentApi(
         queues,
         check_password=check_password,
@@ -936,6 +1520,16 @@ def add_agent_routes(
         clock=clock,
         token_ttl=token_ttl,
         monitor=monitor,
+        totp=totp,
+        lockout_failures=lockout_failures,
+        lockout_time=lockout_time,
+        idle_signout=idle_signout,
+        store=store,
+        session_sip=session_sip,
+        sip_info=sip_info,
+        vpn_address=vpn_address,
+        agent_events=agent_events,
+        save_note=save_note,
     )
     agent_api.add_routes(api)
     return agent_api

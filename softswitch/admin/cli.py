@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from softswitch.admin.agent_cli import add_agent_commands
+from softswitch.admin.vpn_cli import add_vpn_commands
 from softswitch.apps.dryrun import DryChannel, DryLookups, parse_stub
 from softswitch.apps.session import CallSession
 from softswitch.config import Settings, check, load_with_plan
@@ -81,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATUS",
         help="how bridges end: 200 answered (default), or a failure such as 486 or 408",
     )
+    add_agent_commands(sub)
+    add_vpn_commands(sub)
     return parser
 
 

@@ -281,6 +281,18 @@ class QueueService:
         queued = self._aliases.pop(call_id, call_id)  # a callback's call: the queue's entry
         self._run(self.acd.call_gone(queued, self.clock(), by=by))
 
+    def transferred(self, call_id: str, target: str) -> None:
+        """A connected queue call was transferred by the agent to ``target``."""
+        queued = self._aliases.get(call_id, call_id)  # a callback's call: the queue's entry
+        if self.acd.connection(queued) is not None:
+            self._run(self.acd.transferred(queued, target, self.clock()))
+
+    def agent_reachable(self, user: str) -> None:
+        """The SIP user registered a phone: a not ready left pending by its loss is dropped."""
+        for agent_id in self.acd.agents_of_user(user):
+            with contextlib.suppress(AcdError):
+                self._run(self.acd.reachable(agent_id, self.clock()))
+
     def agent_unreachable(self, user: str) -> None:
         """The SIP user's last registration went away: its logged-in agents are unreachable."""
         for agent_id in self.acd.agents_of_user(user):

@@ -21,10 +21,17 @@ Behaviour, action by action:
   ``on_failure``. ``sensitive`` digits never reach a log line, a trace or a call record.
 - ``set``: ``${name}`` references replaced by call variables (unknown ones by "").
 - ``lookup``: an HTTP JSON request; each top-level field ``f`` of the object answered becomes
-  the variable ``PREFIX_f``; errors, timeouts and non-2xx answers run ``on_failure``.
+  the variable ``PREFIX_f``; errors, timeouts and non-2xx answers run ``on_failure``. Its
+  ``sensitive`` fields are personal data, masked in logs and traces as a sensitive gather's
+  digits are; its ``screen_pop`` variables are added to the call's screen pop.
 - ``bridge``: rings users and connects the caller to the first who answers; the session ends
   there. Otherwise the variable ``bridge_status`` holds the SIP status and the rule goes on.
-- ``queue``: hands the caller to the queue; the session ends when the caller leaves it.
+- ``queue``: hands the caller to the queue with the screen pop
+  (:mod:`softswitch.apps.screen_pop`): the variables of the lookups' ``screen_pop`` in order,
+  each flagged sensitive when it holds personal data (a sensitive gather, a sensitive lookup
+  field, or a value made from them); the values stay in memory, and the agent sees a
+  sensitive one only where the location allows. The session ends when the caller leaves the
+  queue.
 - ``voicemail``: greeting, beep, message; the session ends with the call.
 - ``record``: start, pause, resume or stop the call recording.
 - ``goto`` / ``transfer``: route again (in another context, or the same number in the
@@ -45,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import quote
 
+from softswitch.apps.screen_pop import MASK, ScreenField, ScreenPop
 from softswitch.routing.decide import CallFacts, CompiledPlan, Decision
 from softswitch.routing.schema import (
     Action,
@@ -86,7 +94,6 @@ HANGUP_STATUS: Mapping[str, tuple[int, str]] = {
     "no_answer": (408, "Request Timeout"),
 }
 
-MASK = "****"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -104,7 +111,10 @@ class QueueRequest:
     path: tuple[str, ...]
     """The IVR path: each menu choice and step, in order (for the screen pop)."""
     screen_pop: Mapping[str, str]
-    """Variables the dialplan marked for the agent's screen (sensitive ones left out)."""
+    """Variables the dialplan marked for the agent's screen, in order: a
+    :class:`~softswitch.apps.screen_pop.ScreenPop` (sensitive values masked when read as a
+    mapping; :func:`~softswitch.apps.screen_pop.screen_pop_fields` shows them where allowed)
+    when built by a session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +494,7 @@ class CallSession:
             self.variables[name] = _text(value)
             fields.append(name)
         self.variables[f"{lookup.into}_ok"] = "1"
+        self.sensitive.update(lookup.sensitive)
         for name in lookup.screen_pop:
             if name not in self.screen_pop:
                 self.screen_pop.append(name)
@@ -516,9 +527,10 @@ class CallSession:
             caller=self.facts.caller,
             caller_name=self.facts.caller_name,
             path=tuple(self.path),
-            screen_pop={
-                n: self.variables.get(n, "") for n in self.screen_pop if n not in self.sensitive
-            },
+            screen_pop=ScreenPop(
+                ScreenField(n, self.variables.get(n, ""), n in self.sensitive)
+                for n in self.screen_pop
+            ),
         )
         self.path.append(f"queue {queue.name}")
         result = await self.channel.queue(request)
@@ -555,7 +567,7 @@ class CallSession:
         fields = action.model_dump(exclude={"where"}, exclude_defaults=True, by_alias=True)
         if isinstance(action, Menu):
             fields["options"] = sorted(action.options)
-        for key in ("prompt", "to", "screen_pop"):
+        for key in ("prompt", "to", "screen_pop", "sensitive"):
             value = fields.get(key)
             if isinstance(value, tuple | list):
                 fields[key] = value[0] if len(value) == 1 else list(value)

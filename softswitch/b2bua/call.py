@@ -4,6 +4,10 @@ A ``Call`` has one A leg (the caller's INVITE, a UAS dialog) and one or more B l
 the B2BUA sends, each a UAC dialog of its own, RFC 3261 §12). The call's state machine is the
 table ``TRANSITIONS``; ``Call.move`` refuses any other step.
 
+A transfer (REFER, RFC 3515) keeps its state in ``Call.transfer`` while it is under way; the
+legs it adds (the INVITEs to the target) and the legs it releases (the transferor's) live in
+``Call.extra`` until they are over, so the call is forgotten only once they are.
+
 A call the switch places itself (``B2bua.originate``) has no received INVITE: its A leg is the
 fork, among the INVITEs the switch sent to the called user's contacts (``Call.origin``), that
 answered first, a UAC dialog; until one answers, ``Call.a`` is the first of them.
@@ -74,6 +78,7 @@ class Leg:
     #: binding has it, and the user part of that binding's address-of-record
     contact: str = ""
     user: str = ""
+    refers: int = 0  # REFERs received in this dialog (the first one's NOTIFYs carry no id)
 
     @property
     def other(self) -> Leg | None:
@@ -89,6 +94,30 @@ class Monitor:
     call_id: str
     agent_side: str
     mode: SupervisorMode
+
+
+@dataclass(eq=False, slots=True)
+class Transfer:
+    """A REFER being carried out (RFC 3515, RFC 5589).
+
+    ``transferor`` sent the REFER, on the side ``transferor.side`` of ``call``; the other
+    side (the transferee) is to be connected to ``target``. Blind: ``forks`` ring the target's
+    contacts. Attended: ``joining`` is the other party of the dialog the Replaces names
+    (``replaced``, the transferor's leg of ``other_call``), re-offered the call's media.
+    """
+
+    call: Call
+    transferor: Leg
+    target: str
+    event: str  # the Event header of the NOTIFYs ("refer" or "refer;id=N")
+    notify: bool  # an implicit subscription exists (no "Refer-Sub: false")
+    deadline: float
+    was_held: bool  # the transferee was on hold before the REFER (music already playing)
+    forks: list[Leg] = field(default_factory=list)
+    replaced: Leg | None = None
+    joining: Leg | None = None
+    other_call: Call | None = None
+    over: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -135,6 +164,15 @@ class Call:
     origin: list[Leg] = field(default_factory=list)
     on_origin: Callable[[int, str | None], None] | None = None
     joins: Monitor | None = None  # a supervisor's call the switch placed: what it joins
+    transfer: Transfer | None = None  # a REFER under way on this call
+    #: legs out of the call's two sides that are not over yet: a transfer's INVITEs to its
+    #: target, a transferor's leg released after the transfer (and when to BYE it)
+    extra: list[Leg] = field(default_factory=list)
+    release: tuple[Leg, float] | None = None
+    held: set[str] = field(default_factory=set)  # sides the other side has put on hold
+    #: the last SDP the switch sent toward each side (a re-offer of its own builds on it)
+    sent_sdp: dict[str, SessionDescription] = field(default_factory=dict)
+    transfers: list[str] = field(default_factory=list)  # who the call was transferred to
 
     @property
     def originated(self) -> bool:
@@ -150,5 +188,9 @@ class Call:
 
     def legs(self) -> list[Leg]:
         if self.origin:
-            return [self.a, *(leg for leg in self.origin if leg is not self.a), *self.forks]
-        return [self.a, *self.forks]
+            out = [self.a, *(leg for leg in self.origin if leg is not self.a), *self.forks]
+        else:
+            out = [self.a, *self.forks]
+        if self.extra:
+            out.extend(leg for leg in self.extra if leg not in out)
+        return out

@@ -13,6 +13,8 @@ the layer, synchronously, so a whole call can be simulated with a fake clock.
   started from the API): the switch's own offer forked to a user's contacts, the first 2xx ACKed
   (§13.2.2.4, again for each retransmission) and the others CANCELled; the answered call is then
   the switch's own, like one it answered (:meth:`B2bua.originate`).
+- Call transfer by REFER (RFC 3515, RFC 5589): the switch carries it out itself instead of
+  relaying the REFER (see :meth:`B2bua._on_refer`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ from typing import Any, Protocol
 from media.dtmf import DtmfReceived, parse_dtmf_relay
 from media.engine import PortsExhausted
 from media.mixer import SupervisorMode
-from softswitch.b2bua.call import Call, CallState, Leg, LegState, Monitor
+from softswitch.b2bua.call import Call, CallState, Leg, LegState, Monitor, Transfer
+from softswitch.b2bua.transfer import (
+    SIPFRAG,
+    ReferRefused,
+    Replaces,
+    notify_headers,
+    parse_refer,
+    reoffer,
+    sipfrag,
+    wants_subscription,
+)
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -69,7 +81,7 @@ from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 log = logging.getLogger("softswitch.b2bua")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, REFER"
 
 
 def numeric_id(text: str) -> str:
@@ -129,9 +141,13 @@ class _Pending:
     """A client transaction the B2BUA started, and what to do with its answer."""
 
     leg: Leg
-    purpose: str  # "invite", "bye", "relay", "reinvite"
+    #: "invite", "bye", "relay", "reinvite"; a transfer's: "transfer" (an INVITE to its
+    #: target), "join" (the re-offer moving an attended transfer's target), "reoffer" (taking
+    #: a transferee off hold), "notify"
+    purpose: str
     origin_key: TxnKey | None = None  # the server transaction to answer (relays)
     origin_leg: Leg | None = None
+    offer: SessionDescription | None = None  # the switch's own offer ("join", "reoffer")
 
 
 def _status_rank(status: int) -> tuple[int, int]:
@@ -183,6 +199,14 @@ class B2bua:
         self._seq = 0
         self._hint: float | None = None
         self.draining = False
+        #: a transfer target's registered contacts: [] when the user has none, None when
+        #: there is no such user (the switch sets it to its registrar's lookup)
+        self.locate: Callable[[str], Sequence[Binding] | None] = lambda user: None
+        #: told of every transfer that succeeded: the call's id, the side of the party that
+        #: transferred it ("a" or "b") and the target user (the ACD ends the agent's part)
+        self.on_transferred: Callable[[str, str, str], None] = lambda call_id, side, target: None
+        #: how long a transferor's phone has to send BYE after the final NOTIFY
+        self.release_grace = 4.0
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -202,7 +226,10 @@ class B2bua:
         while self._timers and self._timers[0][0] <= now:
             _, _, call_id = heapq.heappop(self._timers)
             call = self.calls.get(call_id)
-            if call is None or call.ring_deadline > now:
+            if call is None:
+                continue
+            self._transfer_timers(call, now)
+            if call.ring_deadline > now:
                 continue
             if call.on_bridge is not None and (call.state is CallState.RINGING or call.bridging):
                 log.info("call %s: the bridge was not answered in time", call.id)
@@ -377,6 +404,7 @@ class B2bua:
                 codec_names=laws,
             )
             call.offer_for_b = bytes(offer)
+            call.sent_sdp["b"] = offer
             call.bridging = True
         else:
             on_result(481)
@@ -539,6 +567,7 @@ class B2bua:
             session_version=call.sdp_version,
             codec_names=("PCMU",) if monitor is not None else ("PCMU", "PCMA"),
         )
+        call.sent_sdp["a"] = offer
         frm = NameAddr(SipUri(self.domain, caller), caller_name)
         for binding, where in reachable:
             call.origin.append(
@@ -784,6 +813,7 @@ class B2bua:
         body: bytes,
         ctype: str | None,
         now: float,
+        purpose: str = "invite",
     ) -> Leg:
         """Send an initial INVITE to one contact (RFC 3261 §8.1.1: a new Call-ID, our From
         tag, CSeq 1): the leg of the UAC dialog it may create (§12.1.2)."""
@@ -813,7 +843,7 @@ class B2bua:
             contact=binding.contact,
             user=binding.aor.partition("@")[0],
         )
-        self._track(key, _Pending(leg, "invite"))
+        self._track(key, _Pending(leg, purpose))
         return leg
 
     # -- events from the transaction layer -------------------------------------------------------
@@ -824,7 +854,9 @@ class B2bua:
         if pending is None:
             return False
         resp = event.response
-        if resp.status >= 200 and not (pending.purpose == "invite" and resp.status < 300):
+        if resp.status >= 200 and not (
+            pending.purpose in ("invite", "transfer") and resp.status < 300
+        ):
             self._untrack(event.key)
         if pending.purpose == "invite":
             if pending.leg.side == "a":  # a call the switch placed
@@ -836,6 +868,12 @@ class B2bua:
                 self._leg_ended(pending.leg, now)
         elif pending.purpose in ("relay", "reinvite"):
             self._relay_response(pending, resp, now)
+        elif pending.purpose == "transfer":
+            self._transfer_response(pending.leg, resp, now)
+        elif pending.purpose in ("join", "reoffer"):
+            self._offer_response(pending, resp.status, resp, now)
+        elif resp.status >= 200:  # a NOTIFY's answer: nothing to do but let the call go
+            self._maybe_finish(pending.leg.call)
         return True
 
     def on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
@@ -850,6 +888,12 @@ class B2bua:
                 self._fork_failed(leg, 408, now)
         elif pending.purpose == "bye":
             self._leg_ended(leg, now)
+        elif pending.purpose == "transfer":
+            self._transfer_fork_failed(leg, 408, now)
+        elif pending.purpose in ("join", "reoffer"):
+            self._offer_response(pending, 408, None, now)
+        elif pending.purpose == "notify":  # the transferor's phone is gone; its BYE ends it
+            self._maybe_finish(leg.call)
         else:
             if pending.origin_key is not None and pending.origin_leg is not None:
                 self._reply(now, pending.origin_key, None, 408, "Request Timeout")
@@ -916,6 +960,19 @@ class B2bua:
             else:
                 self._reply(now, event.key, req, 481, "Call Leg Gone")
             return True
+        if leg is not call.a and leg is not call.b:
+            # out of the call: a transferor's leg after the transfer, a fork that lost
+            if req.method == "BYE":
+                self._reply(now, event.key, req, 200, "OK")
+                if call.release is not None and call.release[0] is leg:
+                    call.release = None
+                self._leg_ended(leg, now)
+            else:
+                self._reply(now, event.key, req, 481, "Call Leg Gone")
+            return True
+        if call.transfer is not None:
+            self._in_transfer(call.transfer, leg, event, now)
+            return True
         if req.method == "BYE":
             self._reply(now, event.key, req, 200, "OK")
             leg.state = LegState.ENDED
@@ -938,6 +995,9 @@ class B2bua:
         other = leg.other
         if other is None and call.local and leg.side == "a":
             self._local_in_dialog(call, event, now)  # the switch is the far end
+            return True
+        if req.method == "REFER":
+            self._on_refer(leg, event, now)
             return True
         if other is None or other.dialog is None or other.state is not LegState.UP:
             self._reply(now, event.key, req, 481, "Call Leg Gone")
@@ -985,6 +1045,7 @@ class B2bua:
         )
         if new_version:
             call.sdp_version += 1
+        call.sent_sdp["a"] = answer_sdp
         chosen = next(n for n in negotiated if n.index == index)
         self.media.set_remote(
             call.id, "a", chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
@@ -1030,6 +1091,550 @@ class B2bua:
             extra=[("Allow", ALLOW)],
         )
 
+    # -- call transfer (REFER) -----------------------------------------------------------------
+
+    def _on_refer(self, leg: Leg, event: RequestReceived, now: float) -> None:
+        """A REFER in the dialog of ``leg`` (RFC 3515): the switch itself connects the other
+        party of the call (the transferee) to the Refer-To target, instead of relaying the
+        REFER to a phone. Refused at once, with the status of :func:`parse_refer` (400, 403,
+        501) or:
+
+        - 491 Request Pending: a transfer or a re-INVITE is under way on the call;
+        - 403 Call Not Bridged: the call is not a confirmed call between two phones;
+        - 404 No Such User / 480 Temporarily Unavailable: a blind transfer's target is no
+          user of the switch / has no registered contact.
+
+        Else 202 Accepted and a NOTIFY ``100 Trying`` (RFC 3515 §2.4.5; none with
+        ``Refer-Sub: false``, RFC 4488), then, blind (RFC 5589 §6), the target's contacts are
+        rung with the switch's own offer while the transferee hears music on hold; attended
+        (a Replaces naming another of the switch's dialogs, RFC 3891, RFC 5589 §7), the far
+        party of that dialog is re-offered the transferee's call (no new INVITE). The final
+        NOTIFY carries the outcome: ``200 OK`` (the transferor's leg is then released: its
+        phone is expected to send BYE, else the switch does after ``release_grace``), or the
+        failure, after which the transferee is back with the transferor (if the transferor
+        hung up meanwhile, the call ends). A Replaces naming no dialog the switch can join
+        gets a final NOTIFY ``481``.
+        """
+        req = event.request
+        call = leg.call
+        leg.refers += 1
+        other = leg.other
+        bindings: Sequence[Binding] | None = None
+        try:
+            target = parse_refer(req)
+            if (
+                call.transfer is not None
+                or leg.reinvite_pending
+                or (other is not None and other.reinvite_pending)
+            ):
+                raise ReferRefused(491, "Request Pending")
+            if (
+                call.state is not CallState.CONFIRMED
+                or other is None
+                or other.state is not LegState.UP
+                or other.dialog is None
+                or call.bridging
+                or call.monitors is not None
+                or self.media is None
+                or call.ports is None
+            ):
+                raise ReferRefused(403, "Call Not Bridged")
+            if target.replaces is None:
+                bindings = self.locate(target.user)
+                if bindings is None:
+                    raise ReferRefused(404, "No Such User")
+                if not bindings:
+                    raise ReferRefused(480, "Temporarily Unavailable")
+        except ReferRefused as exc:
+            log.info("call %s: REFER from the %s refused: %s", call.id, _party(leg), exc)
+            self._reply(now, event.key, req, exc.status, exc.reason)
+            return
+        subscribed = wants_subscription(req)
+        self._reply(
+            now,
+            event.key,
+            req,
+            202,
+            "Accepted",
+            extra=[] if subscribed else [("Refer-Sub", "false")],
+            contact=self.contact_for(leg.destination.transport),
+        )
+        transfer = Transfer(
+            call,
+            leg,
+            target.user,
+            event="refer" if leg.refers == 1 else f"refer;id={req.cseq.seq}",
+            notify=subscribed,
+            deadline=now + self.ring_timeout,
+            was_held=other.side in call.held,
+        )
+        call.transfer = transfer
+        log.info(
+            "call %s: the %s transfers the %s to %s (%s)",
+            call.id,
+            _party(leg),
+            _party(other),
+            target.user,
+            "attended" if target.replaces is not None else "blind",
+        )
+        self._notify(transfer, 100, "Trying", now)
+        if target.replaces is not None:
+            self._attended(transfer, target.replaces, now)
+        elif bindings is not None:
+            self._blind(transfer, bindings, now)
+
+    def _transferee(self, transfer: Transfer) -> Leg:
+        call = transfer.call
+        if transfer.transferor.side == "b":
+            return call.a
+        assert call.b is not None
+        return call.b
+
+    def _notify(
+        self, transfer: Transfer, status: int, reason: str, now: float, final: bool = False
+    ) -> None:
+        """A NOTIFY of the REFER's implicit subscription (RFC 3515 §2.4.4, RFC 6665)."""
+        leg = transfer.transferor
+        if not transfer.notify or leg.state is not LegState.UP or leg.dialog is None:
+            return
+        extra = notify_headers(transfer.event, final)
+        extra.append(("Contact", f"<{self.contact_for(leg.destination.transport)}>"))
+        req = leg.dialog.create_request(
+            "NOTIFY", body=sipfrag(status, reason), content_type=SIPFRAG, extra=extra
+        )
+        key = self.layer.send_request(req, leg.destination, now)
+        self._track(key, _Pending(leg, "notify"))
+
+    def _law_of(self, call: Call, side: str) -> str:
+        """The G.711 law the leg on ``side`` speaks ("pcmu" or "pcma")."""
+        if call.laws is not None:
+            return call.laws[0 if side == "a" else 1]
+        if call.b_pt in (0, 8):
+            return "pcmu" if call.b_pt == 0 else "pcma"
+        return call.a_law or "pcmu"
+
+    def _offer_laws(self, call: Call, side: str) -> tuple[str, str]:
+        """Both laws, the one the leg on ``side`` speaks first (no translation if it can)."""
+        first = self._law_of(call, side)
+        return (first.upper(), "PCMA" if first == "pcmu" else "PCMU")
+
+    def _settle_laws(self, call: Call, side: str, law: str) -> None:
+        """The leg on ``side`` settled on ``law``: the switch translates if the other leg
+        speaks the other one (as :meth:`_pick_laws` does for an answer it relays)."""
+        assert self.media is not None
+        if law not in G711_LAWS:
+            return
+        other = self._law_of(call, "b" if side == "a" else "a")
+        la, lb = (law, other) if side == "a" else (other, law)
+        call.a_law = la
+        call.b_pt = G711_LAWS[lb]
+        call.laws = (la, lb) if la != lb else None
+        if call.laws is None:
+            self.media.transcode(call.id, None, None)
+        else:
+            self.media.transcode(call.id, G711_LAWS[la], G711_LAWS[lb])
+
+    def _blind(self, transfer: Transfer, bindings: Sequence[Binding], now: float) -> None:
+        """Ring the target's contacts for the transferee, with the switch's own offer on the
+        transferor's side of the anchored media (RFC 3264 §5)."""
+        assert self.media is not None
+        call = transfer.call
+        side = transfer.transferor.side
+        transferee = self._transferee(transfer)
+        assert call.ports is not None
+        offer = make_offer(
+            local_address=self.media.address,
+            local_port=call.ports[0 if side == "a" else 1],
+            session_id=numeric_id(f"{call.id}t{len(call.transfers)}"),
+            session_version=1,
+            codec_names=self._offer_laws(call, transferee.side),
+        )
+        frm = NameAddr(SipUri(self.domain, _user_of(transferee)), call.caller_name)
+        for binding in bindings:
+            where = self._reach(call.id, binding)
+            if where is None:
+                continue
+            to_user = binding.aor.partition("@")[0]
+            fork = self._invite(
+                call,
+                side,
+                binding,
+                where,
+                frm,
+                to_user,
+                None,
+                bytes(offer),
+                "application/sdp",
+                now,
+                purpose="transfer",
+            )
+            transfer.forks.append(fork)
+            call.extra.append(fork)
+        if not transfer.forks:
+            self._transfer_failed(transfer, 480, "Temporarily Unavailable", now)
+            return
+        if not transfer.was_held:
+            pt = G711_LAWS[self._law_of(call, transferee.side)]
+            self.media.hold(call.id, transferee.side, pt)
+        self._arm(call, transfer.deadline)
+
+    def _transfer_response(self, leg: Leg, resp: Response, now: float) -> None:
+        """A response to a blind transfer's INVITE to one of the target's contacts."""
+        call = leg.call
+        transfer = call.transfer
+        if transfer is not None and leg not in transfer.forks:
+            transfer = None
+        status = resp.status
+        if status < 200:
+            if status > 100 and leg.state is LegState.TRYING:
+                leg.state = LegState.EARLY
+            return
+        if status >= 300:
+            self._transfer_fork_failed(leg, status, now)
+            return
+        if leg.ack is not None:  # a retransmitted 2xx: the same ACK again (§13.2.2.4)
+            self.layer.send_stateless(_clone(leg.ack), leg.destination)
+            return
+        if leg.state not in (LegState.TRYING, LegState.EARLY):
+            return
+        try:
+            dialog = Dialog.as_uac(leg.invite, resp)
+        except RemoteProtocolError:
+            self._transfer_fork_failed(leg, 502, now)
+            return
+        leg.dialog = dialog
+        leg.ack = dialog.create_request("ACK", cseq=leg.invite.cseq.seq)
+        self.layer.send_stateless(_clone(leg.ack), leg.destination)
+        leg.state = LegState.UP
+        self._dialogs[(leg.call_id, leg.local_tag)] = leg
+        if transfer is None or transfer.over or call.state is not CallState.CONFIRMED:
+            self._send_bye(leg, now)  # another contact won, or the transfer is over
+            return
+        try:
+            offer = SessionDescription.parse(leg.invite.body)
+            chosen = parse_answer(offer, SessionDescription.parse(resp.body))[0]
+        except RemoteProtocolError as exc:
+            log.warning("call %s: transfer target answered unusable SDP: %s", call.id, exc)
+            self._send_bye(leg, now)
+            self._transfer_fork_failed(leg, 488, now)
+            return
+        self._install(transfer, leg, chosen, offer, now)
+
+    def _transfer_fork_failed(self, leg: Leg, status: int, now: float) -> None:
+        """One INVITE of a blind transfer failed: the transfer fails once all have, with the
+        best of their statuses (§16.7 step 6)."""
+        call = leg.call
+        if leg.state is not LegState.ENDED:
+            leg.state = LegState.FAILED
+        leg.status = status
+        transfer = call.transfer
+        if (
+            transfer is not None
+            and leg in transfer.forks
+            and all(f.state in (LegState.FAILED, LegState.ENDED) for f in transfer.forks)
+        ):
+            best = min((f.status or 500 for f in transfer.forks), key=_status_rank)
+            self._transfer_failed(transfer, best, _REASONS.get(best, "Failed"), now)
+        self._maybe_finish(call)
+
+    def _attended(self, transfer: Transfer, replaces: Replaces, now: float) -> None:
+        """Join the transferee with the far party of the dialog ``replaces`` names (another
+        call through the switch, the transferor's leg of it): that party gets a re-INVITE
+        with the switch's offer on the transferor's side of the transferee's call."""
+        assert self.media is not None
+        call = transfer.call
+        replaced = self._replaced_leg(replaces)
+        other_call = replaced.call if replaced is not None else None
+        joining = replaced.other if replaced is not None else None
+        if (
+            replaced is None
+            or other_call is None
+            or joining is None
+            or other_call is call
+            or replaced.state is not LegState.UP
+            or replaced not in (other_call.a, other_call.b)
+            or other_call.state is not CallState.CONFIRMED
+            or other_call.transfer is not None
+            or other_call.bridging
+            or other_call.monitors is not None
+            or other_call.ports is None
+            or joining.state is not LegState.UP
+            or joining.dialog is None
+        ):
+            self._transfer_failed(transfer, 481, "Call/Transaction Does Not Exist", now)
+            return
+        if joining.reinvite_pending or replaced.reinvite_pending:
+            self._transfer_failed(transfer, 491, "Request Pending", now)
+            return
+        transfer.replaced, transfer.joining, transfer.other_call = replaced, joining, other_call
+        other_call.transfer = transfer
+        side = transfer.transferor.side
+        assert call.ports is not None
+        offer = reoffer(
+            other_call.sent_sdp.get(joining.side),
+            other_call.stream,
+            address=self.media.address,
+            port=call.ports[0 if side == "a" else 1],
+            laws=self._offer_laws(call, self._transferee(transfer).side),
+            session_id=numeric_id(f"{other_call.id}{joining.side}"),
+            version=2,
+        )
+        self._send_offer(joining, offer, "join", now)
+
+    def _replaced_leg(self, replaces: Replaces) -> Leg | None:
+        """The switch's leg of the dialog a Replaces names (RFC 3891 §3: the to-tag is the
+        recipient's, the switch's own; the other order is tolerated)."""
+        for local, remote in (
+            (replaces.to_tag, replaces.from_tag),
+            (replaces.from_tag, replaces.to_tag),
+        ):
+            leg = self._dialogs.get((replaces.call_id, local))
+            if leg is not None and leg.dialog is not None and leg.dialog.remote_tag == remote:
+                return leg
+        return None
+
+    def _send_offer(self, leg: Leg, offer: SessionDescription, purpose: str, now: float) -> None:
+        """A re-INVITE of the switch's own in the dialog of ``leg`` (RFC 3261 §14.1)."""
+        assert leg.dialog is not None
+        leg.reinvite_pending = True
+        req = leg.dialog.create_request(
+            "INVITE",
+            body=bytes(offer),
+            content_type="application/sdp",
+            extra=[
+                ("Contact", f"<{self.contact_for(leg.destination.transport)}>"),
+                ("Allow", ALLOW),
+            ],
+        )
+        key = self.layer.send_request(req, leg.destination, now)
+        self._track(key, _Pending(leg, purpose, offer=offer))
+
+    def _offer_response(
+        self, pending: _Pending, status: int, resp: Response | None, now: float
+    ) -> None:
+        """The final answer to a re-INVITE of the switch's own: "join" (an attended
+        transfer's target moving to the transferee's call) or "reoffer" (a transferee taken
+        off hold)."""
+        if status < 200:
+            return
+        leg = pending.leg
+        leg.reinvite_pending = False
+        ok = 200 <= status < 300 and resp is not None
+        if ok and resp is not None and leg.dialog is not None:
+            leg.dialog.confirm(resp)
+            self.layer.send_stateless(
+                leg.dialog.create_request("ACK", cseq=resp.cseq.seq), leg.destination
+            )
+        chosen = None
+        if ok and resp is not None and pending.offer is not None:
+            try:
+                chosen = parse_answer(pending.offer, SessionDescription.parse(resp.body))[0]
+            except RemoteProtocolError as exc:
+                log.warning("call %s: unusable answer to the switch's offer: %s", leg.call.id, exc)
+        call = leg.call
+        if pending.purpose == "reoffer":
+            if chosen is not None and self.media is not None and call.ports is not None:
+                self.media.set_remote(
+                    call.id,
+                    leg.side,
+                    chosen.remote_address,
+                    chosen.remote_port,
+                    chosen.telephone_event_pt,
+                )
+                self._settle_laws(call, leg.side, chosen.codec.lower())
+                self.media.connect(call.id)
+            self._maybe_finish(call)
+            return
+        transfer = call.transfer
+        if transfer is None or transfer.joining is not leg:
+            # the transfer was abandoned meanwhile: the party's media points elsewhere now
+            if ok and call.state not in (CallState.ENDING, CallState.ENDED):
+                self._hangup(call, "transfer abandoned", now)
+            self._maybe_finish(call)
+            return
+        if transfer.replaced is not None:
+            transfer.replaced.reinvite_pending = False
+        if chosen is None or pending.offer is None:
+            failure = status if status >= 300 else 488
+            self._transfer_failed(transfer, failure, _REASONS.get(failure, "Failed"), now)
+            if ok:  # its media is no longer where its call expects it
+                self._hangup(call, "transfer failed", now)
+            return
+        self._join_transfer(transfer, leg, chosen, pending.offer, now)
+
+    def _join_transfer(
+        self,
+        transfer: Transfer,
+        joining: Leg,
+        chosen: NegotiatedMedia,
+        offer: SessionDescription,
+        now: float,
+    ) -> None:
+        """The attended transfer's target answered the re-offer: its leg leaves its call for
+        the transferee's, and its old call (the transferor's other call) ends."""
+        old = joining.call
+        replaced = transfer.replaced
+        assert replaced is not None
+        old.transfer = None
+        if joining in old.forks:
+            old.forks.remove(joining)
+        if joining in old.origin:
+            old.origin.remove(joining)
+        if old.a is joining:
+            old.a = replaced
+            if replaced in old.forks:
+                old.forks.remove(replaced)
+        if old.b is joining:
+            old.b = None
+        for key in [k for k in old.pending if self._pending[k].leg is joining]:
+            old.pending.discard(key)
+            transfer.call.pending.add(key)
+        self._install(transfer, joining, chosen, offer, now)
+        self._hangup(old, "transferred", now)
+
+    def _install(
+        self,
+        transfer: Transfer,
+        new: Leg,
+        chosen: NegotiatedMedia,
+        offer: SessionDescription,
+        now: float,
+    ) -> None:
+        """The transfer succeeded: ``new`` takes the transferor's side of the call, the
+        media goes to it, the transferee hears it (off hold), the transferor is told and
+        released, and :attr:`on_transferred` is called."""
+        assert self.media is not None
+        call = transfer.call
+        transferor = transfer.transferor
+        side = transferor.side
+        transferee = self._transferee(transfer)
+        transfer.over = True
+        call.transfer = None
+        for fork in transfer.forks:
+            if fork is not new and fork.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(fork.invite_key, now)
+        new.call = call
+        new.side = side
+        if new in call.extra:
+            call.extra.remove(new)
+        if side == "b":
+            call.b = new
+            if new not in call.forks:
+                call.forks.append(new)
+        else:
+            call.a = new
+        if transferor not in call.legs():
+            call.extra.append(transferor)
+        call.sent_sdp[side] = offer
+        call.held.discard(side)
+        self.media.set_remote(
+            call.id, side, chosen.remote_address, chosen.remote_port, chosen.telephone_event_pt
+        )
+        self._settle_laws(call, side, chosen.codec.lower())
+        self.media.connect(call.id)
+        self.media.unhold(call.id, transferee.side)
+        if transfer.was_held:  # its phone was put on hold: the switch takes it off (§8.4)
+            call.held.discard(transferee.side)
+            if transferee.dialog is not None and call.ports is not None:
+                previous = call.sent_sdp.get(transferee.side)
+                again = reoffer(
+                    previous,
+                    call.stream,
+                    address=self.media.address,
+                    port=call.ports[0 if transferee.side == "a" else 1],
+                    laws=self._offer_laws(call, transferee.side),
+                    session_id=numeric_id(f"{call.id}{transferee.side}"),
+                    version=call.sdp_version + 1,
+                )
+                call.sent_sdp[transferee.side] = again
+                self._send_offer(transferee, again, "reoffer", now)
+        call.transfers.append(transfer.target)
+        call.answered_by = new.contact or transfer.target
+        log.info("call %s: transferred to %s", call.id, transfer.target)
+        self._notify(transfer, 200, "OK", now, final=True)
+        if transferor.state is LegState.UP:
+            call.release = (transferor, now + self.release_grace)
+            self._arm(call, now + self.release_grace)
+        try:
+            self.on_transferred(call.id, side, transfer.target)
+        except Exception:  # a failing observer must not break signalling
+            log.exception("call %s: reporting the transfer failed", call.id)
+
+    def _transfer_failed(self, transfer: Transfer, status: int, reason: str, now: float) -> None:
+        """The transfer failed with ``status``: the transferor is told (final NOTIFY) and the
+        transferee goes back to it; if the transferor has hung up, the call ends."""
+        if transfer.over:
+            return
+        call = transfer.call
+        self._abort_transfer(transfer, call, now)
+        log.info("call %s: transfer to %s failed (%d)", call.id, transfer.target, status)
+        self._notify(transfer, status, reason, now, final=True)
+        transferee = self._transferee(transfer)
+        if transfer.transferor.state is not LegState.UP:
+            call.end_cause = f"transfer failed ({status})"
+            self._hangup(call, call.end_cause, now)
+        elif not transfer.was_held and self.media is not None:
+            self.media.unhold(call.id, transferee.side)
+
+    def _abort_transfer(self, transfer: Transfer, call: Call, now: float) -> None:
+        """Stop a transfer (``call``, one of its calls, is ending or the transfer failed):
+        its INVITEs are cancelled. When the transferor's other call (attended) is the one
+        ending, the transferor is told (487) and keeps its call."""
+        if transfer.over:
+            return
+        transfer.over = True
+        if transfer.call.transfer is transfer:
+            transfer.call.transfer = None
+        other = transfer.other_call
+        if other is not None and other.transfer is transfer:
+            other.transfer = None
+        for fork in transfer.forks:
+            if fork.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(fork.invite_key, now)
+        if call is other and transfer.call.state is CallState.CONFIRMED:
+            self._notify(transfer, 487, "Request Terminated", now, final=True)
+
+    def _in_transfer(
+        self, transfer: Transfer, leg: Leg, event: RequestReceived, now: float
+    ) -> None:
+        """A request from a party of a call while a transfer is under way: BYE from the
+        transferor (or its leg being replaced) leaves the transfer going; BYE from the
+        transferee or the attended target fails it; OPTIONS is answered; anything else gets
+        491 (RFC 3261 §14.1: the switch has an offer of its own in progress)."""
+        req = event.request
+        if req.method == "BYE":
+            self._reply(now, event.key, req, 200, "OK")
+            leg.state = LegState.ENDED
+            if leg is transfer.transferor or leg is transfer.replaced:
+                log.info("call %s: the transferor hung up during the transfer", leg.call.id)
+                self._maybe_finish(leg.call)
+                return
+            who = _party(leg)
+            self._transfer_failed(transfer, 487, "Request Terminated", now)
+            self._hangup(leg.call, f"{who} hung up", now, skip=leg)
+            return
+        if req.method == "OPTIONS":
+            self._reply(now, event.key, req, 200, "OK", extra=[("Allow", ALLOW)])
+            return
+        self._reply(now, event.key, req, 491, "Request Pending")
+
+    def _transfer_timers(self, call: Call, now: float) -> None:
+        """A blind transfer whose target did not answer in time fails with 408; a
+        transferor's leg released by a transfer and not hung up yet gets BYE."""
+        transfer = call.transfer
+        if (
+            transfer is not None
+            and transfer.call is call
+            and transfer.forks
+            and transfer.deadline <= now
+        ):
+            self._transfer_failed(transfer, 408, "Request Timeout", now)
+        if call.release is not None and call.release[1] <= now:
+            leg, call.release = call.release[0], None
+            if leg.state is LegState.UP:
+                log.info("call %s: the transferor did not hang up; BYE", call.id)
+                self._send_bye(leg, now)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _rewrite(self, call: Call, sdp: SessionDescription, from_side: str) -> bytes:
@@ -1059,7 +1664,9 @@ class B2bua:
         if call.laws is not None:  # each leg hears of its own law only
             sdp = as_law(sdp, call.stream, call.laws[1 if from_side == "a" else 0])
         toward = call.ports[1] if from_side == "a" else call.ports[0]
-        return bytes(anchored(sdp, call.stream, self.media.address, toward))
+        out = anchored(sdp, call.stream, self.media.address, toward)
+        call.sent_sdp["b" if from_side == "a" else "a"] = out
+        return bytes(out)
 
     def _music_on_hold(self, call: Call, leg: Leg, body: bytes) -> None:
         """An offer that holds the other leg (sendonly, inactive or c=0.0.0.0, RFC 3264 §8.4)
@@ -1074,6 +1681,7 @@ class B2bua:
             return
         held = "b" if leg.side == "a" else "a"
         if is_hold(sdp.media[call.stream], sdp):
+            call.held.add(held)
             if call.laws is not None:
                 pt = G711_LAWS[call.laws[0 if held == "a" else 1]]
             else:
@@ -1081,6 +1689,7 @@ class B2bua:
             log.info("call %s: the %s is on hold", call.id, "caller" if held == "a" else "callee")
             self.media.hold(call.id, held, pt)
         else:
+            call.held.discard(held)
             self.media.unhold(call.id, held)
 
     def _pick_laws(self, call: Call, md: MediaDescription) -> None:
@@ -1309,6 +1918,9 @@ class B2bua:
             return
         call.end_cause = call.end_cause or cause
         call.on_bridge = None
+        if call.transfer is not None:
+            self._abort_transfer(call.transfer, call, now)
+        call.release = None
         if call.state in (CallState.RINGING, CallState.ROUTING):
             if call.originated:  # nobody answered yet: the switch stops calling
                 self._fail_call(call, 487, "Request Terminated", now, cause)
@@ -1326,6 +1938,9 @@ class B2bua:
         for leg in call.legs():
             if leg is not skip and leg.state is LegState.UP:
                 self._send_bye(leg, now)
+        for leg in call.extra:  # a transfer's INVITEs still ringing
+            if leg.state in (LegState.TRYING, LegState.EARLY):
+                self.layer.send_cancel(leg.invite_key, now)
         for supervisor in list(call.supervisors):  # nothing left to monitor
             self.hangup(supervisor, "the monitored call ended", now)
         self._maybe_finish(call)
@@ -1351,7 +1966,7 @@ class B2bua:
             if leg.state in (LegState.UP, LegState.TRYING, LegState.EARLY):
                 return
         for key in call.pending:
-            if self._pending[key].purpose != "invite":
+            if self._pending[key].purpose not in ("invite", "transfer"):
                 return  # a BYE (or a relayed request) is still under way
         self._forget(call)
 
@@ -1458,6 +2073,32 @@ def _party(leg: Leg) -> str:
     if leg.call.originated:
         return "callee" if leg.side == "a" else "bridged party"
     return "caller" if leg.side == "a" else "callee"
+
+
+def _user_of(leg: Leg) -> str:
+    """The user on ``leg``: the caller of a received call (leg A), else the user of the
+    binding it rang."""
+    call = leg.call
+    if leg.user:
+        return leg.user
+    if leg.side == "a" and not call.originated:
+        return call.caller
+    return call.callee
+
+
+#: reason phrases of the final NOTIFYs the switch words itself
+_REASONS = {
+    408: "Request Timeout",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    502: "Bad Gateway",
+    600: "Busy Everywhere",
+    603: "Decline",
+}
 
 
 def _display_name(req: Request) -> str | None:

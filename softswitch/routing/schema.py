@@ -865,7 +865,13 @@ class Lookup(_Action):
     """Prefix of the call variables set from the answer: a top-level field ``name`` of the
     JSON object answered becomes the variable ``PREFIX_name``."""
     screen_pop: tuple[Variable, ...] = ()
-    """Call variables shown to the agent who takes the call."""
+    """Call variables shown to the agent who takes the call, in this order (after those of
+    earlier lookups). Sensitive ones (a sensitive gather's digits, ``sensitive`` fields, or
+    values made from them) are masked for agents whose location may not see personal data."""
+    sensitive: tuple[Variable, ...] = ()
+    """Variables set by this lookup (``PREFIX_field``) that are personal data (a date of
+    birth, an e-mail address): masked in logs and traces like a sensitive gather's digits, and
+    in the screen pop shown only to agents at locations allowed to see personal data."""
     on_failure: Actions = ()
     """Run when the service fails, times out or answers with an error (none: continue)."""
 
@@ -876,6 +882,14 @@ class Lookup(_Action):
             problems.append((("path",), f'must start with "/", got {_quoted(self.path)}'))
         if self.body and self.method != "POST":
             problems.append((("body",), 'only used with method "POST"'))
+        prefix = f"{self.into}_"
+        for i, name in enumerate(self.sensitive):
+            if not name.startswith(prefix) or name == f"{prefix}ok":
+                text = (
+                    f"{_quoted(name)} is not a field of this lookup's answer: its variables are "
+                    f'named "{prefix}FIELD" (into: {self.into})'
+                )
+                problems.append((("sensitive", i), text))
         if problems:
             raise rule_violation(*problems)
         return self

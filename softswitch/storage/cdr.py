@@ -68,6 +68,8 @@ class CallRecord:
     """Seconds the caller waited in the queue (until answered or gone); None without a queue."""
     wrap_up_code: str | None = None
     """The disposition code the agent set in wrap-up, if any."""
+    wrap_up_note: str | None = None
+    """The agent's note on the call, written in wrap-up (the automatic call log), if any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.media, MappingProxyType):
@@ -114,6 +116,7 @@ class CallRecord:
             "agent": self.agent,
             "wait": self.wait,
             "wrap_up_code": self.wrap_up_code,
+            "wrap_up_note": self.wrap_up_note,
         }
 
 
@@ -124,6 +127,7 @@ class CallRecord:
 CDR_CSV_COLUMNS: tuple[str, ...] = (
     "call_id", "caller", "caller_name", "callee", "started", "answered", "ended", "duration",
     "talk_time", "status", "cause", "queue", "agent", "wait", "wrap_up_code", "recording",
+    "wrap_up_note",
 )  # fmt: skip
 
 # A cell that a spreadsheet would run as a formula (OWASP "CSV injection"): one starting with
@@ -194,6 +198,7 @@ def records_csv(records: Iterable[CallRecord]) -> str:
                 _seconds(r.wait),
                 _text(r.wrap_up_code),
                 _text(r.recording),
+                _text(r.wrap_up_note),
             )
             for r in records
         ),

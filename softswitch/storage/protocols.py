@@ -6,14 +6,17 @@ Services receive an implementation through their constructor, typed by these Pro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from softswitch.acd.events import QueueEvent
 from softswitch.registrar.bindings import Binding
+from softswitch.security.lockout import LockState
+from softswitch.security.totp import Enrolment
 from softswitch.storage.cdr import CallRecord
+from softswitch.storage.security_store import AuditEntry
 
-__all__ = ["BindingStore", "CdrStore", "QueueEventStore"]
+__all__ = ["AuditStore", "BindingStore", "CdrStore", "QueueEventStore", "SecretStore"]
 
 
 class BindingStore(Protocol):
@@ -81,6 +84,11 @@ class CdrStore(Protocol):
         """Store the wrap-up code with the newest record of ``call_id``; False if none."""
         ...
 
+    async def set_wrap_up_note(self, call_id: str, note: str) -> bool:
+        """Store the agent's wrap-up note with the newest record of ``call_id``; False if
+        none."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...
@@ -127,6 +135,84 @@ class QueueEventStore(Protocol):
 
     async def purge(self, older_than: float) -> int:
         """Delete the events before ``older_than`` (Unix seconds); returns how many."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+class SecretStore(Protocol):
+    """Agents' second-factor secrets (RFC 6238) and sign-in lockouts, shared with the
+    administrator's command line (a separate process): every read is fresh, so an enrolment
+    or an unlock made there holds at the next sign-in, and a lock survives a restart.
+    """
+
+    async def enrol(self, agent: str, secret: str, now: float) -> None:
+        """Store ``agent``'s secret, replacing an earlier one (no step used yet)."""
+        ...
+
+    async def secret(self, agent: str) -> Enrolment | None:
+        """``agent``'s enrolment as stored now, or None."""
+        ...
+
+    async def accept_step(self, agent: str, step: int) -> bool:
+        """Record ``step`` as the last accepted one if later than the last (atomically);
+        False if it is not (a replayed code) or the agent has no secret."""
+        ...
+
+    async def lock_state(self, agent: str) -> LockState:
+        """``agent``'s failures in a row and lock (a clear state if none is stored)."""
+        ...
+
+    async def change_lock(self, agent: str, change: Callable[[LockState], LockState]) -> LockState:
+        """Apply ``change`` to ``agent``'s lock state in one transaction; the new state."""
+        ...
+
+    async def unlock(self, agent: str) -> LockState:
+        """Lift the lock and forget the failures; the state before."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+class AuditStore(Protocol):
+    """The audit trail: sign-ins, screen pops viewed, supervisors' actions. Appended one entry
+    at a time, read newest first by filters, kept bounded by age with :meth:`purge_audit`.
+    """
+
+    async def add_audit(
+        self,
+        *,
+        time: float,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        address: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        """Append one entry; ``ValueError`` for details that are not a JSON object."""
+        ...
+
+    async def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        subject: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """The entries matching every filter, newest first, at most ``limit``: ``since``
+        keeps those at or after it, ``until`` those before it (Unix seconds); ``actor``,
+        ``action`` and ``subject`` are exact."""
+        ...
+
+    async def purge_audit(self, older_than: float) -> int:
+        """Delete the entries before ``older_than`` (Unix seconds); how many."""
         ...
 
     async def close(self) -> None:

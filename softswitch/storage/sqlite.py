@@ -307,6 +307,7 @@ call_records_table = Table(
     Column("agent", String, nullable=True),
     Column("wait", Float, nullable=True),
     Column("wrap_up_code", String, nullable=True),
+    Column("wrap_up_note", Text, nullable=True),
     Index("ix_call_records_ended", "ended"),
     Index("ix_call_records_call_id", "call_id"),
     Index("ix_call_records_caller", "caller", "ended"),
@@ -369,6 +370,7 @@ def _call_record(row: Row[Any]) -> CallRecord:
         agent=row.agent,
         wait=None if row.wait is None else float(row.wait),
         wrap_up_code=row.wrap_up_code,
+        wrap_up_note=row.wrap_up_note,
     )
 
 
@@ -405,6 +407,7 @@ class SqliteCdrStore(_SqliteStore):
                     "agent": record.agent,
                     "wait": record.wait,
                     "wrap_up_code": record.wrap_up_code,
+                    "wrap_up_note": record.wrap_up_note,
                 },
             )
 
@@ -454,6 +457,13 @@ class SqliteCdrStore(_SqliteStore):
     async def set_wrap_up_code(self, call_id: str, code: str) -> bool:
         """Store the agent's wrap-up (disposition) code with the newest record of the call,
         which is written when the call ends, before the wrap-up does; False if none."""
+        return await self._set_newest(call_id, wrap_up_code=code)
+
+    async def set_wrap_up_note(self, call_id: str, note: str) -> bool:
+        """Store the agent's wrap-up note with the newest record of the call; False if none."""
+        return await self._set_newest(call_id, wrap_up_note=note)
+
+    async def _set_newest(self, call_id: str, **values: str) -> bool:
         newest = (
             select(call_records_table.c.id)
             .where(call_records_table.c.call_id == call_id)
@@ -461,11 +471,7 @@ class SqliteCdrStore(_SqliteStore):
             .limit(1)
             .scalar_subquery()
         )
-        stmt = (
-            update(call_records_table)
-            .where(call_records_table.c.id == newest)
-            .values(wrap_up_code=code)
-        )
+        stmt = update(call_records_table).where(call_records_table.c.id == newest).values(**values)
         async with self._require().begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)

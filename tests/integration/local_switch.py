@@ -17,15 +17,19 @@ UDP_ONLY = (Listener(transport="udp", address="127.0.0.1", port=0),)
 
 
 def make_settings(tmp_path: Path, listeners: tuple[Listener, ...]) -> Settings:
-    """``configs/default.yaml`` with ``listeners``, HTTP on port 0, the binding store under
-    ``tmp_path`` and no keep-alives."""
+    """``configs/default.yaml`` with ``listeners``, HTTP on port 0, the binding and security
+    stores under ``tmp_path`` and no keep-alives."""
     base = load_settings(CONFIG)
     sip = base.sip.model_copy(update={"listeners": listeners})
     http = base.http.model_copy(update={"port": 0})
     registrar = base.registrar.model_copy(
         update={"binding_store": str(tmp_path / "bindings.db"), "keepalive_interval": 0}
     )
-    return base.model_copy(update={"sip": sip, "http": http, "registrar": registrar})
+    signin = base.security.signin.model_copy(update={"store": str(tmp_path / "security.db")})
+    security = base.security.model_copy(update={"signin": signin})
+    return base.model_copy(
+        update={"sip": sip, "http": http, "registrar": registrar, "security": security}
+    )
 
 
 @contextlib.asynccontextmanager

@@ -509,7 +509,10 @@ async def test_agent_websocket_follows_a_call_through_wrap_up(env: Env) -> None:
             "caller": "+4930123456",
             "caller_name": "Erika Mustermann",
             "path": ["menu:2", "identify"],
-            "screen_pop": {"member": "778899", "tier": "gold"},
+            "screen_pop": [
+                {"name": "member", "value": "778899", "masked": False},
+                {"name": "tier", "value": "gold", "masked": False},
+            ],
             "data_class": "general",
         }
         events = [m["event"] for m in seen if m["type"] == "event"]

@@ -150,18 +150,19 @@ def test_route_demo_plan_account_changes_with_an_identity_check() -> None:
         "on_failure='2 action(s)')",
         "          member = 8 digit(s), sensitive (terminator)",
         f"        {DEMO}:98:13: lookup(service='crm', path='/members/${{member}}', into='crm', "
-        "screen_pop=['crm_name', 'crm_tier'], on_failure='3 action(s)')",
+        "screen_pop=['crm_name', 'crm_tier', 'crm_member'], sensitive='crm_member', "
+        "on_failure='3 action(s)')",
         "          GET http://127.0.0.1:8080/api/demo/crm/members/**** (2 s)",
-        "          answered: crm_member='12345678', crm_name='Hanako Yamada', crm_tier='gold'",
-        f"        {DEMO}:107:13: play(prompt='demo/hold-account')",
-        f"        {DEMO}:108:13: queue(name='account', priority=5, data_class='personal')",
+        "          answered: crm_member='****', crm_name='Hanako Yamada', crm_tier='gold'",
+        f"        {DEMO}:110:13: play(prompt='demo/hold-account')",
+        f"        {DEMO}:111:13: queue(name='account', priority=5, data_class='personal')",
         "          would wait in queue account (priority 5, data_class personal); screen pop: "
-        "crm_name='Hanako Yamada', crm_tier='gold'",
+        "crm_name='Hanako Yamada', crm_tier='gold', crm_member='****'",
         "          left the queue: dry run",
         "path: menu demo/main-menu: 2 > goto identity > gather member > lookup crm: ok > "
         "queue account",
     ]
-    assert not any("12345678#" in line for line in lines)  # typed digits are never shown
+    assert not any("12345678" in line for line in lines)  # personal data are never shown
 
 
 def test_route_demo_plan_other_paths() -> None:

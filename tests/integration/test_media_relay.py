@@ -94,6 +94,40 @@ async def test_symmetric_latching_sends_to_the_real_source(
     assert got.payload == b"C" * 160
 
 
+async def test_a_moved_leg_is_not_latched_back_by_its_previous_peer(
+    relay: tuple[Relay, RtpEndpoint, RtpEndpoint],
+) -> None:
+    """After a transfer the leg's far end is a new phone: the transferring phone's last
+    packets are dropped for the hold-off, so the customer's audio never goes back to it;
+    after the hold-off a packet from that address latches again (a phone that really moved)."""
+    _, a, b = relay
+    caller, agent, colleague = Phone(), Phone(), Phone()
+    a.remote, b.remote = caller.addr, agent.addr
+    agent.send(("127.0.0.1", b.port), 1, 160, 0x55, b"A" * 160)
+    await caller.recv()
+    assert b.latched == agent.addr
+
+    b.move(colleague.addr, hold_off=0.5)  # the call now goes to the colleague
+    assert b.latched is None and b.destination == colleague.addr
+    agent.send(("127.0.0.1", b.port), 2, 320, 0x55, b"A" * 160)  # a late packet of the agent
+    with pytest.raises(TimeoutError):
+        await caller.recv(timeout=0.2)  # dropped: not relayed ...
+    assert b.latched is None  # ... and it did not take the port back
+    caller.send(("127.0.0.1", a.port), 1, 160, 0x66, b"C" * 160)
+    got, _ = await colleague.recv()  # the customer's audio reaches the colleague
+    assert got.payload == b"C" * 160
+    colleague.send(("127.0.0.1", b.port), 1, 160, 0x77, b"K" * 160)
+    back, _ = await caller.recv()
+    assert back.payload == b"K" * 160 and b.latched == colleague.addr
+
+    b.move(colleague.addr, hold_off=0.5)  # the same address again (a re-INVITE): no change
+    assert b.latched == colleague.addr
+    await asyncio.sleep(0.6)
+    agent.send(("127.0.0.1", b.port), 3, 480, 0x55, b"A" * 160)  # past the hold-off
+    await caller.recv()
+    assert b.latched == agent.addr
+
+
 def test_port_pool_pairs_and_exhaustion() -> None:
     pool = PortPool(20001, 20008)  # rounds up to even: 20002, 20004, 20006
     ports = [pool.allocate() for _ in range(3)]

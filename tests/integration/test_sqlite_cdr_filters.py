@@ -41,7 +41,7 @@ def test_queue_fields_default_to_none_and_are_in_the_dict() -> None:
     plain = record("p@h", T0)
     assert (plain.queue, plain.agent, plain.wait, plain.wrap_up_code) == (None, None, None, None)
     names = [f.name for f in dataclasses.fields(CallRecord)]
-    assert names[-4:] == ["queue", "agent", "wait", "wrap_up_code"]
+    assert names[-5:] == ["queue", "agent", "wait", "wrap_up_code", "wrap_up_note"]
     doc = json.loads(json.dumps(QUEUED.to_dict()))
     assert (doc["queue"], doc["agent"], doc["wait"], doc["wrap_up_code"]) == (
         "sales",
@@ -50,6 +50,7 @@ def test_queue_fields_default_to_none_and_are_in_the_dict() -> None:
         "sale-closed",
     )
     assert json.loads(json.dumps(plain.to_dict()))["wrap_up_code"] is None
+    assert json.loads(json.dumps(plain.to_dict()))["wrap_up_note"] is None
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -211,9 +212,9 @@ async def test_an_old_database_is_upgraded_on_open(
     added = [r.getMessage() for r in caplog.records if "column" in r.getMessage()]
     assert sorted(added) == sorted(
         f"database upgraded: column call_records.{name} added"
-        for name in ("queue", "agent", "wait", "wrap_up_code")
+        for name in ("queue", "agent", "wait", "wrap_up_code", "wrap_up_note")
     )
-    assert table_columns(path)[-4:] == ["queue", "agent", "wait", "wrap_up_code"]
+    assert table_columns(path)[-5:] == ["queue", "agent", "wait", "wrap_up_code", "wrap_up_note"]
 
     # Opened again: nothing left to upgrade, everything still there.
     caplog.clear()
@@ -221,6 +222,10 @@ async def test_an_old_database_is_upgraded_on_open(
         async with SqliteCdrStore(path) as store:
             got = await store.get("q1@h")
             assert got is not None and got.wrap_up_code == "sale-closed" and got.wait == 42.25
+            assert await store.set_wrap_up_note("q1@h", "wants a call back on Monday")
+            assert not await store.set_wrap_up_note("nobody@h", "no such call")
+            got = await store.get("q1@h")
+            assert got is not None and got.wrap_up_note == "wants a call back on Monday"
             assert len(await store.recent()) == 3
     assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
     with sqlite3.connect(path) as conn:
@@ -282,6 +287,7 @@ def test_records_csv_parses_back() -> None:
         "wait": "42.250",
         "wrap_up_code": "sale-closed",
         "recording": "",
+        "wrap_up_note": "",
     }
     assert rows[1]["caller_name"] == '\'=cmd|" /C calc"!A0'
     assert (rows[1]["answered"], rows[1]["talk_time"], rows[1]["ended"]) == (

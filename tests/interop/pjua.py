@@ -36,7 +36,15 @@ class PjuaError(RuntimeError):
 class UserAgent:
     """A pjsua2 user agent in a child process."""
 
-    def __init__(self, label: str = "ua", log_level: int = 4, keep_log: bool = False) -> None:
+    def __init__(
+        self,
+        label: str = "ua",
+        log_level: int = 4,
+        keep_log: bool = False,
+        netns: str | None = None,
+    ) -> None:
+        """``netns``: run the worker inside that network namespace (a test host of
+        ``tests/e2e/netlab.py``; needs root)."""
         self.label = label
         self.log_level = log_level
         self.keep_log = keep_log
@@ -44,8 +52,9 @@ class UserAgent:
             prefix=f"pjua-{label}-", suffix=".log", delete=False
         )
         self.log_path = Path(self._log.name)
+        prefix = ["ip", "netns", "exec", netns] if netns is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER)],
+            [*prefix, sys.executable, str(WORKER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -185,6 +194,12 @@ class UserAgent:
 
     def unhold(self, call: int) -> None:
         self.request("unhold", call=call)
+
+    def xfer(self, call: int, uri: str) -> None:
+        self.request("xfer", call=call, uri=uri)
+
+    def xfer_replaces(self, call: int, other: int) -> None:
+        self.request("xfer_replaces", call=call, other=other)
 
     def stream_stat(self, call: int) -> dict[str, Any]:
         return self.request("stream_stat", call=call)

@@ -385,6 +385,19 @@ class Worker:
         self.pump(0.3)
         return {}
 
+    def cmd_xfer(self, call: int, uri: str) -> dict[str, Any]:
+        """Blind transfer: REFER with ``Refer-To: uri`` in the call's dialog (RFC 3515)."""
+        self.call(call).xfer(uri, pj.CallOpParam(True))
+        self.pump(0.3)
+        return {}
+
+    def cmd_xfer_replaces(self, call: int, other: int) -> dict[str, Any]:
+        """Attended transfer: REFER in ``call`` whose Refer-To names the peer of ``other``
+        with a Replaces of that dialog (RFC 3891, RFC 5589 §7)."""
+        self.call(call).xferReplaces(self.call(other), pj.CallOpParam(True))
+        self.pump(0.3)
+        return {}
+
     def cmd_stream_stat(self, call: int) -> dict[str, Any]:
         """pjmedia's RTCP view of the call's audio stream: what it received and the round
         trip it measured from the switch's reports about its own stream."""

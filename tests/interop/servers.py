@@ -315,7 +315,8 @@ def write_softswitch_config(
 ) -> Path:
     """A copy of ``source`` for a test or bench run, written to ``workdir``.
 
-    The binding store (``registrar.binding_store``) goes into ``workdir`` and
+    The binding store (``registrar.binding_store``) and the security store
+    (``security.signin.store``) go into ``workdir`` and
     127.0.0.0/8 is added to ``security.trusted_networks`` so that load and
     wrong-password tests are never banned. ``overrides`` maps dotted keys
     (``"logging.level"``) to values set on top.
@@ -329,6 +330,7 @@ def write_softswitch_config(
     if doc is None:
         doc = {}
     _set_path(doc, ["registrar", "binding_store"], str(workdir / "bindings.db"))
+    _set_path(doc, ["security", "signin", "store"], str(workdir / "security.db"))
     security = doc.get("security") or {}
     trusted = [str(net) for net in (security.get("trusted_networks") or [])]
     if TRUSTED_NETWORK not in trusted:

@@ -168,7 +168,8 @@ def test_queue_calls_reach_agents_by_penalty_and_data_class(
         switch, "POST", "/api/agent/wrap-up", {"code": "nonsense"}, tokens["alice"]
     )
     assert status == 400, body
-    status, body = call_api(switch, "POST", "/api/agent/wrap-up", {"code": "sale"}, tokens["alice"])
+    note = {"code": "sale", "note": "wants the premium plan; call back on Monday"}
+    status, body = call_api(switch, "POST", "/api/agent/wrap-up", note, tokens["alice"])
     assert status == 200, body
     assert agent_state(switch, tokens["alice"])["state"] == "ready"
 
@@ -219,6 +220,10 @@ def test_queue_calls_reach_agents_by_penalty_and_data_class(
     assert (record["queue"], record["agent"]) == ("general", "alice")
     assert record["wait"] is not None and record["wait"] > 0
     assert wait_for(lambda: call_record(switch, call_id)["wrap_up_code"] == "sale", 5)
+    assert wait_for(lambda: call_record(switch, call_id)["wrap_up_note"] == note["note"], 5), (
+        call_record(switch, call_id),
+        switch.stderr_text()[-3000:],
+    )
     assert call_record(switch, personal)["agent"] == "bob"
     assert wait_for(lambda: call_record(switch, personal)["wrap_up_code"] == "resolved", 5)
     rows = switch.api("/api/cdrs?queue=general&agent=alice")["records"]
@@ -459,5 +464,49 @@ def test_two_waiting_callers_go_to_two_agents_in_arrival_order(
         if e["call_id"] in (carol_id, dave_id)
     }
     assert connected == {carol_id: "bob", dave_id: "alice"}
+    held, doc = switch.wait_idle()
+    assert held, doc
+
+
+def test_an_agent_transfers_a_queue_call_and_goes_to_wrap_up(
+    switch: ServerProcess, user_agents: Callable[[str], UserAgent], tmp_path: Path
+) -> None:
+    """Alice takes a queue call and transfers the customer to bob (1002) by REFER: bob rings
+    and talks with carol, alice's part ends (the queue log says transferred, to whom) and
+    she goes to wrap-up."""
+    alice = registered(user_agents, switch, "1001")
+    bob = registered(user_agents, switch, "1002")
+    carol = registered(user_agents, switch, "1003")
+    token = sign_in(switch, "alice")
+    set_ready(switch, token)
+    call = into_the_menu(switch, carol, "1003", "1")
+    offered = int(alice.wait_incoming("1001", timeout=15)["call"])
+    alice.answer(offered, 200)
+    alice.wait_state(offered, "CONFIRMED", timeout=10)
+    carol_id = live_call_id(switch, "1003")
+
+    alice.xfer(offered, f"sip:1002@{switch.domain}")
+    rung = int(bob.wait_incoming("1002", timeout=10)["call"])
+    bob.answer(rung, 200)
+    bob.wait_state(rung, "CONFIRMED", timeout=10)
+    alice.wait_state(offered, "DISCONNECTED", timeout=10)
+
+    heard_by_carol, heard_by_bob = tmp_path / "carol.wav", tmp_path / "bob.wav"
+    carol.media_start(call, 440, str(heard_by_carol))
+    bob.media_start(rung, 1000, str(heard_by_bob))
+    time.sleep(2.5)
+    carol.media_stop(call)
+    bob.media_stop(rung)
+    hz, above = dominant_hz(heard_by_bob, own_hz=1000)
+    assert abs(hz - 440) < 15 and above > 20, (hz, above)
+    hz, above = dominant_hz(heard_by_carol, own_hz=440)
+    assert abs(hz - 1000) < 15 and above > 20, (hz, above)
+
+    assert wait_for(lambda: agent_state(switch, token)["state"] == "wrap_up", 5)
+    (moved,) = queue_events(switch, f"call_id={carol_id}&event=transferred")
+    assert moved["agent"] == "alice" and moved["queue"] == "general"
+    assert "1002" in str(moved["details"]["target"])
+    carol.hangup(call)
+    bob.wait_state(rung, "DISCONNECTED", timeout=10)
     held, doc = switch.wait_idle()
     assert held, doc

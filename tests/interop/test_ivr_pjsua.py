@@ -74,7 +74,11 @@ def test_menu_identity_check_and_the_account_queue(
     (entry,) = callers
     assert entry["caller"] == "1001" and entry["position"] == 1
     assert entry["data_class"] == "personal" and entry["priority"] == 5
-    assert entry["screen_pop"] == {"crm_name": "Hanako Yamada", "crm_tier": "gold"}
+    assert entry["screen_pop"] == {
+        "crm_name": "Hanako Yamada",
+        "crm_tier": "gold",
+        "crm_member": "****",  # personal data: never shown in a supervisor's view
+    }
     assert entry["path"] == [
         "menu demo/main-menu: 2",
         "goto identity",

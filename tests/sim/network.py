@@ -182,6 +182,8 @@ class Phone:
         self.server = server
         self.user = user
         self.password = password
+        #: the digest user name, when it is not the user (credentials issued per session)
+        self.auth_user: str | None = None
         self.address = address
         ids = count(1)
         self.layer = TransactionLayer(lambda: f"{user}b{next(ids)}")
@@ -336,7 +338,7 @@ class Phone:
         challenge = next(v for v in resp.headers.rows(header) if "MD5" in v)
         _, params = parse_auth_params(challenge)
         value = build_authorization(
-            username=self.user,
+            username=self.auth_user or self.user,
             realm=params["realm"],
             nonce=params["nonce"],
             method=sent.method,

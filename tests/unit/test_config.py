@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 from pathlib import Path
 
 import pydantic
@@ -550,3 +551,234 @@ acd:
         )
     )
     assert check(config) == []
+
+
+# --------------------------------------------------------------------------------------------
+# VPN, sign-in and SIP credentials settings
+
+VPN_SETTINGS = """\
+users:
+  - username: "1001"
+    password: secret-1001
+    allowed_networks: [192.0.2.0/24]
+  - username: "1002"
+    password: secret-1002
+acd:
+  agents:
+    - {id: alice, name: Alice, user: "1001", location: home}
+    - {id: bob, name: Bob, user: "1002", location: home}
+vpn:
+  endpoint: vpn.example.com:51820
+"""
+
+
+def vpn_peers_file(path: Path, *entries: tuple[str, str, str]) -> Path:
+    from softswitch.security.vpn import Peer, generate_key_pair, render_peers
+
+    peers = [
+        Peer(agent, user, ipaddress.ip_address(address), generate_key_pair().public, "2026-01-02")
+        for agent, user, address in entries
+    ]
+    return write(path, render_peers(peers))
+
+
+def test_vpn_defaults_and_the_switch_address_follows_the_network(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path / "s.yaml", "vpn: {endpoint: '203.0.113.5:51820'}\n"))
+    vpn = settings.vpn
+    assert vpn is not None
+    assert (vpn.interface, str(vpn.network), vpn.address) == ("wg0", "10.66.0.0/24", "10.66.0.1")
+    assert (vpn.listen_port, vpn.keepalive) == (51820, 25)
+    assert (vpn.server_config, vpn.peers) == ("var/vpn/wg0.conf", "var/vpn/peers.json")
+    other = write(tmp_path / "o.yaml", "vpn: {endpoint: 'a.example:1', network: 172.16.8.0/22}\n")
+    assert load_settings(other).vpn.address == "172.16.8.1"  # type: ignore[union-attr]
+    assert Settings().vpn is None
+
+
+@pytest.mark.parametrize(
+    ("vpn", "expected"),
+    [
+        ("{}", '1:6: vpn.endpoint: missing required key "endpoint"'),
+        (
+            "{endpoint: vpn.example.com}",
+            '1:17: vpn.endpoint: expected host:port, e.g. "vpn.example.com:51820", '
+            '"203.0.113.5:51820" or "[2001:db8::1]:51820", got "vpn.example.com"',
+        ),
+        (
+            "{endpoint: 'a:1', address: 10.66.0.0}",
+            "1:33: vpn.address: 10.66.0.0 is the network's own address (the first host is "
+            "10.66.0.1)",
+        ),
+        (
+            "{endpoint: 'a:1', address: 10.66.0.255}",
+            "1:33: vpn.address: 10.66.0.255 is the network's broadcast address",
+        ),
+        (
+            "{endpoint: 'a:1', address: 10.67.0.1}",
+            "1:33: vpn.address: 10.67.0.1 is not inside network 10.66.0.0/24",
+        ),
+        (
+            "{endpoint: 'a:1', network: 10.0.0.0/31}",
+            "1:33: vpn.network: 10.0.0.0/31 is too small: at most /30",
+        ),
+        (
+            "{endpoint: 'a:1', network: 10.0.0.1/24}",
+            '1:33: vpn.network: "10.0.0.1/24" has host bits set (did you mean "10.0.0.0/24"?)',
+        ),
+        (
+            "{endpoint: 'a:1', interface: wg0-with-a-long-name}",
+            "1:35: vpn.interface: expected an interface name: 1 to 15 letters, digits and "
+            '_ = + . -, got "wg0-with-a-long-name"',
+        ),
+        (
+            "{endpoint: 'a:1', listen_port: 0}",
+            "1:37: vpn.listen_port: must be at least 1, got 0",
+        ),
+        ("{endpoint: '[10.0.0.1]:51820'}", "1:17: vpn.endpoint: expected host:port"),
+    ],
+)
+def test_vpn_mistakes_are_reported_at_their_key(tmp_path: Path, vpn: str, expected: str) -> None:
+    config = write(tmp_path / "s.yaml", f"vpn: {vpn}\n")
+    [error] = check(config)
+    assert str(error).startswith(f"{config}:{expected}")
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["vpn.example.com:51820", "203.0.113.5:1", "[2001:db8::1]:65535", "host:51820"]
+)
+def test_vpn_endpoints_accepted(tmp_path: Path, endpoint: str) -> None:
+    config = write(tmp_path / "s.yaml", f"vpn: {{endpoint: '{endpoint}'}}\n")
+    assert load_settings(config).vpn.endpoint == endpoint  # type: ignore[union-attr]
+
+
+def test_signin_defaults_and_limits(tmp_path: Path) -> None:
+    signin = Settings().security.signin
+    assert (signin.totp, signin.lockout_failures, signin.lockout_time) == ("optional", 10, 900)
+    assert (signin.idle_signout, signin.store, signin.audit_retention_days) == (
+        1800,
+        "var/security.db",
+        365,
+    )
+    config = write(
+        tmp_path / "s.yaml",
+        "security:\n  signin:\n    totp: always\n    lockout_failures: 0\n    lockout_time: 0\n",
+    )
+    errors = [str(e) for e in check(config)]
+    assert errors == [
+        f'{config}:3:11: security.signin.totp: expected one of "required", "optional", "off", '
+        'got "always"',
+        f"{config}:4:23: security.signin.lockout_failures: must be at least 1, got 0",
+    ]
+
+
+def test_sip_credentials_any_or_session(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "s.yaml",
+        "users:\n  - {username: a, password: p}\n  - {username: b, password: p, "
+        "sip_credentials: session}\n  - {username: c, password: p, sip_credentials: none}\n",
+    )
+    [error] = check(config)
+    assert str(error) == (
+        f'{config}:4:49: users[2].sip_credentials: expected one of "any", "session", got "none"'
+    )
+    config.write_text(config.read_text().replace("sip_credentials: none", "sip_credentials: any"))
+    users = load_settings(config).users_by_name
+    assert [users[n].sip_credentials for n in "abc"] == ["any", "session", "any"]
+
+
+def test_vpn_peers_become_the_users_allowed_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS)
+    # no peers file: the settings as written
+    plain = load_settings(config)
+    assert [str(n) for n in plain.users_by_name["1001"].allowed_networks] == ["192.0.2.0/24"]
+    assert plain.users_by_name["1002"].allowed_networks == ()
+    vpn_peers_file(tmp_path / "var/vpn/peers.json", ("alice", "1001", "10.66.0.2"))
+    settings = load_settings(config)
+    assert [str(n) for n in settings.users_by_name["1001"].allowed_networks] == ["10.66.0.2/32"]
+    assert [str(n) for n in settings.users[0].allowed_networks] == ["10.66.0.2/32"]
+    assert settings.users_by_name["1002"].allowed_networks == ()  # bob has no peer
+    assert settings.warnings == ()
+    assert settings.source == config.resolve()
+    assert check(config) == []
+    # the CLI reads the settings as written
+    untouched = load_settings(config, vpn_peers=False)
+    assert [str(n) for n in untouched.users_by_name["1001"].allowed_networks] == ["192.0.2.0/24"]
+
+
+def test_vpn_peers_file_of_two_agents_sharing_a_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS.replace('user: "1002"', 'user: "1001"'))
+    vpn_peers_file(
+        tmp_path / "peers.json", ("alice", "1001", "10.66.0.2"), ("bob", "1001", "10.66.0.3")
+    )
+    config.write_text(config.read_text() + "  peers: peers.json\n")
+    networks = load_settings(config).users_by_name["1001"].allowed_networks
+    assert sorted(str(n) for n in networks) == ["10.66.0.2/32", "10.66.0.3/32"]
+
+
+def test_a_peer_of_an_agent_that_is_gone_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS)
+    vpn_peers_file(
+        tmp_path / "var/vpn/peers.json",
+        ("carol", "1003", "10.66.0.4"),
+        ("bob", "1002", "10.66.0.3"),
+    )
+    settings = load_settings(config)
+    [warning] = settings.warnings
+    assert warning == (
+        'var/vpn/peers.json: the VPN peer of agent "carol" (10.66.0.4) names no agent of '
+        f"{config}; remove it with: softswitch vpn revoke carol"
+    )
+    assert warning in caplog.text
+    assert [str(n) for n in settings.users_by_name["1002"].allowed_networks] == ["10.66.0.3/32"]
+    assert check(config) == []
+
+
+def test_a_malformed_peers_file_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS)
+    write(tmp_path / "var/vpn/peers.json", '{"peers": [\n  {"agent": "alice",}\n]}\n')
+    [error] = check(config)
+    assert str(error).startswith("var/vpn/peers.json:2:21: malformed VPN peers file: not JSON: ")
+    write(tmp_path / "var/vpn/peers.json", '{"peers": [{"agent": "alice"}]}')
+    [error] = check(config)
+    assert str(error) == (
+        "var/vpn/peers.json:1:1: peers[0].user: malformed VPN peers file: "
+        'missing or not text: "user"'
+    )
+    with pytest.raises(ConfigErrors):
+        load_settings(config)
+    assert load_settings(config, vpn_peers=False).vpn is not None
+
+
+def test_a_peer_outside_the_network_is_an_error_at_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS + "  network: 10.77.0.0/24\n")
+    vpn_peers_file(tmp_path / "var/vpn/peers.json", ("alice", "1001", "10.66.0.2"))
+    [error] = check(config)
+    assert str(error) == (
+        f'{config}:13:12: vpn.network: the VPN address 10.66.0.2 of agent "alice" '
+        "(var/vpn/peers.json) is outside 10.77.0.0/24: revoke the agent and add it again"
+    )
+
+
+def test_peers_file_is_not_read_without_a_vpn_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "s.yaml", VPN_SETTINGS.split("vpn:")[0])
+    write(tmp_path / "var/vpn/peers.json", "not json")
+    settings = load_settings(config)
+    assert settings.vpn is None
+    assert [str(n) for n in settings.users_by_name["1001"].allowed_networks] == ["192.0.2.0/24"]

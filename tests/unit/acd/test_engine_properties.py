@@ -468,6 +468,7 @@ class AcdMachine(RuleBasedStateMachine):
                 "bad_reason",
                 "logout",
                 "unreachable",
+                "reachable",
                 "end_wrap_up",
                 "bad_code",
             ]
@@ -495,6 +496,7 @@ class AcdMachine(RuleBasedStateMachine):
             "bad_reason": lambda: acd.not_ready(agent_id, "nap", self.now),
             "logout": lambda: acd.logout(agent_id, self.now),
             "unreachable": lambda: acd.unreachable(agent_id, self.now),
+            "reachable": lambda: acd.reachable(agent_id, self.now),
             "end_wrap_up": lambda: acd.end_wrap_up(agent_id, self.now, CODES[0]),
             "bad_code": lambda: acd.end_wrap_up(agent_id, self.now, "bogus"),
         }

@@ -477,6 +477,33 @@ def test_a_call_survives_an_unreachable_phone_and_the_agent_goes_not_ready_after
     assert c.state("a1") is S.NOT_READY and c.acd.agent("a1").reason == "unreachable"
 
 
+def test_a_phone_registered_again_during_the_call_keeps_the_agent_ready_after_it() -> None:
+    """The phone was lost and came back (a new registration) during the call and its
+    wrap-up: the not ready its loss left pending is dropped; an agent's own pending request
+    is not."""
+    c = Center(agent("a1", wrap_up=5), queues=[sales()])
+    c.ready(0, "a1")
+    c.join(1, "c1")
+    c.answer(2, "c1", "a1")
+    c.acd.unreachable("a1", c.at(3))
+    assert c.acd.reachable("a1", c.at(4)) == []
+    assert c.hang_up(10, "c1") == [] and c.state("a1") is S.WRAP_UP
+    c.acd.unreachable("a1", c.at(11))  # lost again in wrap-up, and back
+    c.acd.reachable("a1", c.at(12))
+    c.run_to(16)
+    assert c.state("a1") is S.READY
+    assert c.join(17, "c2") == [offer("c2", "a1")]
+
+    c.answer(18, "c2", "a1")
+    c.acd.not_ready("a1", "break", c.at(19))  # the agent's own wish for after the call
+    c.acd.reachable("a1", c.at(20))
+    c.hang_up(25, "c2")
+    c.run_to(31)
+    assert c.state("a1") is S.NOT_READY and c.acd.agent("a1").reason == "break"
+    assert c.acd.reachable("a1", c.at(32)) == []  # idle: nothing to drop, nothing changes
+    assert c.state("a1") is S.NOT_READY
+
+
 # -- queue limits and overflow ---------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from softswitch.apps.screen_pop import ScreenPop
 from softswitch.apps.session import (
     CallSession,
     LookupFailed,
@@ -475,9 +476,71 @@ async def test_sensitive_gather_is_masked_everywhere(tmp_path: Path) -> None:
     assert any("/cards/****" in line for line in ran.trace)
     assert {"card", "masked", "copy"} <= ran.session.sensitive
     assert "plain" not in ran.session.sensitive
-    # the agent's screen gets the looked-up name, not the sensitive variables
-    assert channel.requests[0].screen_pop == {"crm_name": "Alice"}
-    assert not [step for step in channel.requests[0].path if SECRET in step]
+    # the agent's screen keeps the sensitive variables, flagged: read as a mapping, or in the
+    # request's repr, they are masked
+    request = channel.requests[0]
+    assert isinstance(request.screen_pop, ScreenPop)
+    assert [(f.name, f.value, f.sensitive) for f in request.screen_pop.fields] == [
+        ("crm_name", "Alice", False),
+        ("card", SECRET, True),
+        ("masked", f"card {SECRET}", True),
+    ]
+    assert request.screen_pop == {"crm_name": "Alice", "card": "****", "masked": "****"}
+    assert SECRET not in repr(request)
+    assert not [step for step in request.path if SECRET in step]
+
+
+BIRTH = "1985-06-14"
+
+
+async def test_sensitive_lookup_fields_are_masked_in_traces_and_flagged_in_the_screen_pop(
+    tmp_path: Path,
+) -> None:
+    plan = compile_plan(
+        tmp_path,
+        rule("""
+            - lookup: {service: crm, into: crm, screen_pop: [crm_tier, crm_birth],
+                       sensitive: [crm_birth, crm_mail]}
+            - set: {greeting: "born ${crm_birth}", tier: "tier ${crm_tier}"}
+            - lookup: {service: crm, path: "/by-birth/${greeting}", into: more,
+                       screen_pop: [more_note, greeting, crm_tier]}
+            - queue: {name: support}
+        """),
+    )
+    lookups = ScriptedLookups(
+        [{"tier": "gold", "birth": BIRTH, "mail": "a@example.com"}, {"note": "called twice"}]
+    )
+    ran = await run(plan, ScriptedChannel(), lookups)
+    v = ran.session.variables
+    assert (v["crm_birth"], v["crm_mail"], v["greeting"]) == (
+        BIRTH,
+        "a@example.com",
+        f"born {BIRTH}",
+    )
+    assert lookups.calls[1].url.endswith(f"/by-birth/born%20{BIRTH}")  # used as it is
+    assert not [line for line in ran.trace if BIRTH in line or "a@example.com" in line]
+    assert any(
+        line.strip() == "answered: crm_tier='gold', crm_birth='****', crm_mail='****'"
+        for line in ran.trace
+    )
+    assert any(line.strip() == "greeting = '****'" for line in ran.trace)  # made from it
+    assert any(line.strip() == "tier = 'tier gold'" for line in ran.trace)
+    # the screen pop: the lookups' variables in order, a repeated one in its first place
+    pop = ran.channel.requests[0].screen_pop
+    assert isinstance(pop, ScreenPop)
+    assert [(f.name, f.value, f.sensitive) for f in pop.fields] == [
+        ("crm_tier", "gold", False),
+        ("crm_birth", BIRTH, True),
+        ("more_note", "called twice", False),
+        ("greeting", f"born {BIRTH}", True),
+    ]
+    assert dict(pop) == {
+        "crm_tier": "gold",
+        "crm_birth": "****",
+        "more_note": "called twice",
+        "greeting": "****",
+    }
+    assert BIRTH not in repr(ran.channel.requests[0])
 
 
 async def test_sensitive_masking_ends_when_the_gather_fails(tmp_path: Path) -> None:

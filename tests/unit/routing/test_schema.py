@@ -343,6 +343,35 @@ def test_lookup_rules() -> None:
     assert errors(data)[0] == 'services.crm.url: expected an http:// or https:// URL, got "ftp://x"'
 
 
+def test_lookup_sensitive_fields_are_its_own() -> None:
+    services = {"crm": {"url": "http://127.0.0.1:8080/crm"}}
+    lookup = {"service": "crm", "into": "crm", "screen_pop": ["crm_name", "crm_birth"]}
+
+    def one(**more: Any) -> dict[str, Any]:
+        return {"services": services, "contexts": one_rule({"lookup": {**lookup, **more}})}
+
+    def action(**more: Any) -> Any:
+        plan = plan_of(one_rule({"lookup": {**lookup, **more}}), services=services)
+        return plan.contexts["public"].rules[0].actions[0]
+
+    found = action(sensitive=["crm_birth", "crm_mail"])
+    assert isinstance(found, Lookup)
+    assert found.sensitive == ("crm_birth", "crm_mail")  # shown on the screen or not
+    assert action().sensitive == ()
+    at = "contexts.public.rules[0].actions[0].lookup.sensitive"
+    named = (
+        'is not a field of this lookup\'s answer: its variables are named "crm_FIELD" (into: crm)'
+    )
+    assert errors(one(sensitive=["crm_ok", "crm_name", "member"])) == [
+        f'{at}[0]: "crm_ok" {named}',  # set by the switch: whether the lookup answered
+        f'{at}[2]: "member" {named}',
+    ]
+    assert errors(one(sensitive=["1x"])) == [
+        f'{at}[0]: expected a variable name (a letter or "_", then letters, digits or "_"), '
+        'got "1x"'
+    ]
+
+
 def test_seconds() -> None:
     (bridge,) = actions_of({"bridge": {"to": "1", "timeout": "45"}})
     assert isinstance(bridge, Bridge) and bridge.timeout == 45
