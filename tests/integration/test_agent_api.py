@@ -23,54 +23,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from softswitch.acd.model import AcdConfig, AgentConfig, QueueConfig
 from softswitch.admin import agent_api
 from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.apps.queueing import QueueService
 from softswitch.apps.session import QueueRequest, QueueResult
-from softswitch.registrar.bindings import Binding
-from tests.acd_callers import ScriptedCaller, binding
+from tests.acd_callers import ScriptedCaller
+from tests.integration.agent_desk import (
+    MovableClock,
+    check_password,
+    desk_config,
+    locate,
+)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 ADMIN = "admin-T0ken-for-the-api-0123456789"
 TTL = 3600.0
-PASSWORDS = {"1001": "home-secret-1", "1002": "site-secret-2"}
 WRAP_UP = 120.0
-
-CONFIG = AcdConfig(
-    queues={"support": QueueConfig("support", wrap_up=WRAP_UP, ring_timeout=10.0)},
-    agents={
-        "ann": AgentConfig("ann", "Ann at home", "1001", location="home", queues={"support": 0}),
-        "sam": AgentConfig(
-            "sam",
-            "Sam on site",
-            "1002",
-            location="onsite",
-            roles=frozenset({"agent", "supervisor"}),
-            queues={"support": 0},
-        ),
-    },
-    reasons=("break", "lunch"),
-    codes=("sale", "no_sale"),
-)
-
-
-class MovableClock:
-    """Wall-clock seconds plus an offset a test can add to."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-def locate(user: str) -> list[Binding] | None:
-    return [binding(user)] if user in PASSWORDS else None
-
-
-def check_password(user: str, password: str) -> bool:
-    return PASSWORDS.get(user) == password
+CONFIG = desk_config(wrap_up=WRAP_UP, codes=("sale", "no_sale"))
 
 
 @dataclass

@@ -28,40 +28,29 @@ import pytest
 from aiohttp import web
 
 from softswitch.acd.events import QueueEvent
-from softswitch.acd.model import AcdConfig, AgentConfig, QueueConfig
 from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.admin.agent_cli import add_agent_commands, cmd_agent
 from softswitch.apps.queueing import QueueService
 from softswitch.apps.session import QueueRequest, QueueResult
-from softswitch.registrar.bindings import Binding
 from softswitch.security import totp
 from softswitch.security.session_sip import SessionCredentials
 from softswitch.sip.auth import ha1
 from softswitch.storage.security_store import SecurityDb, SqliteSecurityStore
 from softswitch.storage.sqlite import SqliteQueueEventStore
-from tests.acd_callers import ScriptedCaller, binding
+from tests.acd_callers import ScriptedCaller
+from tests.integration.agent_desk import (
+    MovableClock,
+    check_password,
+    desk_config,
+    locate,
+)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 REALM = "example.test"
 TTL = 3600.0
-PASSWORDS = {"1001": "home-secret-1", "1002": "site-secret-2"}
 BAD_LOGIN = "unknown agent or wrong password"
 
-CONFIG = AcdConfig(
-    queues={"support": QueueConfig("support", wrap_up=0.0, ring_timeout=10.0)},
-    agents={
-        "ann": AgentConfig("ann", "Ann at home", "1001", location="home", queues={"support": 0}),
-        "sam": AgentConfig(
-            "sam",
-            "Sam on site",
-            "1002",
-            location="onsite",
-            roles=frozenset({"agent", "supervisor"}),
-            queues={"support": 0},
-        ),
-    },
-    reasons=("break", "lunch"),
-)
+CONFIG = desk_config()
 
 SETTINGS = """\
 sip:
@@ -85,22 +74,6 @@ security:
   signin:
     store: {store}
 """
-
-
-class MovableClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-def locate(user: str) -> list[Binding] | None:
-    return [binding(user)] if user in PASSWORDS else None
-
-
-def check_password(user: str, password: str) -> bool:
-    return PASSWORDS.get(user) == password
 
 
 def sip_info(user: str) -> dict[str, object]:

@@ -25,36 +25,19 @@ import pytest
 from aiohttp import web
 
 from softswitch.acd.events import QueueEvent, QueueEventKind
-from softswitch.acd.model import AcdConfig, AgentConfig, QueueConfig
 from softswitch.admin.agent_api import AgentApi, add_agent_routes
 from softswitch.admin.audit_api import add_audit_routes
 from softswitch.admin.http import HttpApi
 from softswitch.apps.queueing import QueueService
 from softswitch.apps.screen_pop import ScreenField, ScreenPop
 from softswitch.apps.session import QueueRequest, QueueResult
-from softswitch.registrar.bindings import Binding
 from softswitch.storage.security_store import AUDIT_COLUMNS, SqliteSecurityStore, audit_csv
-from tests.acd_callers import ScriptedCaller, binding
+from tests.acd_callers import ScriptedCaller
+from tests.integration.agent_desk import check_password, desk_config, locate
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 ADMIN = "admin-T0ken-for-the-audit-0123456789"
-PASSWORDS = {"1001": "home-secret-1", "1002": "site-secret-2"}
-
-CONFIG = AcdConfig(
-    queues={"support": QueueConfig("support", wrap_up=0.0, ring_timeout=10.0)},
-    agents={
-        "ann": AgentConfig("ann", "Ann at home", "1001", location="home", queues={"support": 0}),
-        "sam": AgentConfig(
-            "sam",
-            "Sam on site",
-            "1002",
-            location="onsite",
-            roles=frozenset({"agent", "supervisor"}),
-            queues={"support": 0},
-        ),
-    },
-    reasons=("break",),
-)
+CONFIG = desk_config(reasons=("break",))
 
 
 class NoCalls:
@@ -71,10 +54,6 @@ class NoCalls:
 
     def control_recording(self, call_id: str, action: str, reason: str) -> bool | None:
         return None
-
-
-def locate(user: str) -> list[Binding] | None:
-    return [binding(user)] if user in PASSWORDS else None
 
 
 @dataclass
@@ -122,7 +101,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                 add_agent_routes(
                     api,
                     queues=queues,
-                    check_password=lambda user, password: PASSWORDS.get(user) == password,
+                    check_password=check_password,
                     admin_token=ADMIN,
                     store=store,
                     monitor=monitor,
@@ -309,7 +288,7 @@ async def test_the_queue_log_vouches_for_an_offer_made_before_a_restart(tmp_path
         agents = add_agent_routes(
             api,
             queues=queues,
-            check_password=lambda user, password: PASSWORDS.get(user) == password,
+            check_password=check_password,
             admin_token=ADMIN,
             store=store,
             agent_events=agent_events,
