@@ -510,6 +510,13 @@ class Controller:
             if task is not current:
                 task.cancel()
         self._session_tasks.clear()
+        # The phone unregisters first, while its session credentials are still good: after
+        # the logout the switch refuses them, and a phone retrying refused credentials would
+        # get the agent's address banned for repeated authentication failures.
+        try:
+            await asyncio.wait_for(self.loop.run_in_executor(None, self.phone.stop), PHONE_STOP)
+        except Exception:
+            log.exception("stopping the phone failed")
         if api is not None:
             if tell_switch and api.signed_in:
                 try:
@@ -518,10 +525,6 @@ class Controller:
                     log.warning("signing out at the switch failed: %s", exc)
             api.forget()
             await api.close()
-        try:
-            await asyncio.wait_for(self.loop.run_in_executor(None, self.phone.stop), PHONE_STOP)
-        except Exception:
-            log.exception("stopping the phone failed")
         agent = self._agent.get("id")
         self._reset()
         self._vpn, self._vpn_ok = "not checked", False

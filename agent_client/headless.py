@@ -82,9 +82,13 @@ async def run_headless(
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
+    session = asyncio.Event()  # set once signed in: commands wait for it
+
     def sink(kind: str, details: dict[str, Any]) -> None:
         out.write(json.dumps({"event": kind, **details}, default=str) + "\n")
         out.flush()
+        if kind == "signed_in":
+            session.set()
         events.put_nowait((kind, details))
 
     def ignore(view: View) -> None:  # the events say what matters here
@@ -96,7 +100,7 @@ async def run_headless(
 
     reader: asyncio.Task[None] | None = None
     if options.control_stdin:
-        reader = loop.create_task(_read_commands(controller, events, commands, sink))
+        reader = loop.create_task(_read_commands(controller, events, commands, sink, session))
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for sig in signals:
@@ -158,8 +162,11 @@ async def _read_commands(
     events: asyncio.Queue[tuple[str, dict[str, Any]]],
     commands: asyncio.StreamReader | None,
     sink: Callable[[str, dict[str, Any]], None],
+    session: asyncio.Event,
 ) -> None:
+    """Commands are read once the session is up (one typed ahead waits for it)."""
     reader = commands or await _stdin_reader()
+    await session.wait()
     while True:
         line = await reader.readline()
         if not line:

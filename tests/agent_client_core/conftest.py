@@ -181,6 +181,8 @@ class RecordingPhone:
     account: SipAccount | None = None
     inputs: tuple[str, ...] = ("Built-in Microphone", "Headset Microphone")
     outputs: tuple[str, ...] = ("Built-in Speaker", "Headset Earphone")
+    #: called when the controller stops the phone (a test looks at the switch then)
+    on_stop: Callable[[], None] | None = None
 
     def start(self, account: SipAccount, listener: PhoneListener) -> None:
         self.account, self.listener = account, listener
@@ -188,6 +190,8 @@ class RecordingPhone:
 
     def stop(self) -> None:
         self.calls.append(("stop",))
+        if self.on_stop is not None:
+            self.on_stop()
 
     def call(self, target: str) -> None:
         self.calls.append(("call", target))

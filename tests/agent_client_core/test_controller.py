@@ -177,11 +177,16 @@ async def test_a_queue_call_from_sign_in_to_wrap_up_and_sign_out(
             # The screen pop is gone from memory, and so from the masking list.
             assert controller.redactor.mask(CALLER_NAME) == CALLER_NAME
 
+            # the phone unregisters while the session's SIP credentials still hold: a phone
+            # retrying revoked credentials would get the agent's address banned
+            states_at_stop: list[tuple[object, object]] = []
+            phone.on_stop = lambda: states_at_stop.append(sw.state())
             controller.sign_out()
             view = await views.until(lambda v: v.phase is Phase.SIGNED_OUT)
             assert view.message == "signed out" and not view.message_is_error
             assert not view.registered and view.offer is None and view.codes == ()
             assert phone.did("stop") == [("stop",)]
+            assert states_at_stop == [("ready", None)] and sw.state()[0] == "logged_out"
             assert sw.state() == ("logged_out", None)
             assert views.kinds()[-1] == "signed_out"
         finally:

@@ -133,6 +133,37 @@ async def test_headless_exits_1_when_signing_in_fails(local_switch: SwitchFactor
         assert [line["event"] for line in lines(out)] == ["error"]
 
 
+async def test_commands_typed_before_the_sign_in_wait_for_it(local_switch: SwitchFactory) -> None:
+    """A script writes its commands at once: "ready" waits for the session instead of
+    failing it, then "quit" signs out."""
+    async with local_switch() as sw:
+        out, err = io.StringIO(), io.StringIO()
+        commands = asyncio.StreamReader()
+        commands.feed_data(b'{"cmd": "ready"}\n')
+        options = HeadlessOptions(
+            agent="ann", password="home-secret-1", totp=sw.code(), control_stdin=True
+        )
+        run = asyncio.get_running_loop().create_task(
+            run_headless(
+                sw.config(),
+                RecordingPhone(),
+                options,
+                out=out,
+                err=err,
+                commands=commands,
+                handle_signals=False,
+            )
+        )
+        async with asyncio.timeout(5):
+            while sw.state() != ("ready", None):
+                await asyncio.sleep(0.02)
+        commands.feed_data(b'{"cmd": "quit"}\n')
+        assert await asyncio.wait_for(run, 10) == 0
+        kinds = [line["event"] for line in lines(out)]
+        assert kinds[0] == "signed_in" and kinds[-1] == "signed_out" and "error" not in kinds
+        assert err.getvalue() == ""
+
+
 def agent_client(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
