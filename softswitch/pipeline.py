@@ -80,6 +80,10 @@ class SessionCredentialLookup(Protocol):
         """The user these credentials act for and their HA1 per algorithm, or None."""
         ...
 
+    def ended(self, auth_username: str) -> bool:
+        """Whether these were the credentials of a session that has ended."""
+        ...
+
 
 class SipEngine:
     """The switch's SIP behaviour as one synchronous object."""
@@ -325,7 +329,21 @@ class SipEngine:
                     return None
                 return account.username
             stale = result.stale
-            if not stale:
+            if (
+                not stale
+                and self.sessions is not None
+                and result.username is not None
+                and self.sessions.ended(result.username)
+            ):
+                # a phone left running after its agent's session ended: refused, but not
+                # counted toward a ban of the agent's address (no password opens them now)
+                log.info(
+                    "%s from %s refused: the credentials of an ended session (%s)",
+                    req.method,
+                    event.source,
+                    result.username,
+                )
+            elif not stale:
                 self.stats["auth_failures"] += 1
                 log.warning(
                     "authentication failed for %r from %s: %s",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ TAG_BYTES = 5
 PASSWORD_BYTES = 20
 #: digest algorithms an HA1 is kept for (RFC 7616 §3.5 / RFC 8760)
 ALGORITHMS = ("MD5", "SHA-256")
+#: names of ended sessions remembered (see :meth:`SessionCredentials.ended`)
+ENDED_KEPT = 10_000
 
 
 class CredentialsFull(Exception):
@@ -70,6 +73,7 @@ class SessionCredentials:
         self._random = random_bytes
         self._entries: dict[str, _Entry] = {}  # username -> entry, in issue order
         self._by_user: dict[str, list[str]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()  # the newest ENDED_KEPT
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -112,6 +116,9 @@ class SessionCredentials:
         entry = self._entries.pop(auth_username, None)
         if entry is None:
             return False
+        self._ended[auth_username] = None
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
         names = self._by_user.get(entry.user)
         if names is not None:
             if auth_username in names:
@@ -119,6 +126,13 @@ class SessionCredentials:
             if not names:
                 del self._by_user[entry.user]
         return True
+
+    def ended(self, auth_username: str) -> bool:
+        """Whether ``auth_username`` named credentials of a session that has ended (revoked
+        or expired; the newest :data:`ENDED_KEPT` are remembered). A phone still using them
+        (one left running after its session ended) is refused, but the switch need not take
+        it for someone guessing passwords: no password is right for them any more."""
+        return auth_username in self._ended
 
     def revoke_user(self, user: str) -> int:
         """Revoke every session credential of SIP user ``user``; how many."""

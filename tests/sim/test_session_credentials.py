@@ -113,3 +113,28 @@ def test_session_credentials_keep_the_users_source_networks() -> None:
     net.phones[inside.address] = inside
     inside.register()
     net.run_until(lambda: inside.registered, 5)
+
+
+def test_a_phone_left_on_after_its_session_ended_is_refused_without_a_ban() -> None:
+    """The token expired (or the agent signed out) while the softphone kept refreshing: its
+    REGISTERs are refused, but the agent's address is not banned as a password guesser's
+    would be; an unknown name tried as often is."""
+    net, sessions = with_sessions()
+    name, password = sessions.issue("1001", WALL0, ttl=3600)
+    sessions.revoke(name)
+    assert sessions.ended(name) and not sessions.ended("1001.notissued")
+    left_on = session_phone(net, "1001", name, password, 5071)
+    for _ in range(8):  # more than security.auth_failures.threshold (5)
+        left_on.register()
+        net.run(net.now + 1)
+    statuses = {r.status for r in left_on.responses if r.cseq.method == "REGISTER"}
+    assert statuses == {401}
+    assert net.engine.stats["auth_failures"] == 0
+    assert not net.engine.bans.is_banned(left_on.address.host, net.now)
+
+    guesser = session_phone(net, "1001", "1001.notissued", "guess", 5072)
+    for _ in range(8):
+        guesser.register()
+        net.run(net.now + 1)
+    assert net.engine.stats["auth_failures"] >= 5
+    assert net.engine.bans.is_banned(guesser.address.host, net.now)
