@@ -917,7 +917,11 @@ class AgentApi:
         except Exception:
             log.exception("reading the queue log of agent %s failed", agent)
             raise _Refused(500, "reading the queue log failed (see the log)") from None
-        figures = day_figures(events, agent, since=since, now=now)
+        try:  # what the log cannot tell: whether the open after-call time is wrap-up
+            wrapping_up = self.queues.acd.agent(agent).state is AgentState.WRAP_UP
+        except AcdError:
+            wrapping_up = False
+        figures = day_figures(events, agent, since=since, now=now, wrapping_up=wrapping_up)
         return web.json_response({**figures.to_dict(), "since": since, "until": now})
 
     async def audit(self, request: web.Request) -> web.Response:
