@@ -693,6 +693,8 @@ class Controller:
                 log.warning(
                     "the switch %s on its VPN address", "answers" if ok else "no longer answers"
                 )
+            if ok and not was:  # back: the switch may have dropped the phone's binding
+                self.phone.register_again()
             self._publish()
 
     async def _ticker(self) -> None:

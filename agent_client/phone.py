@@ -70,6 +70,11 @@ class Phone(Protocol):
         """Hang up, unregister and release the sound devices (waits at most a few seconds)."""
         ...
 
+    def register_again(self) -> None:
+        """REGISTER now rather than at the next refresh (the network came back: the switch
+        may have dropped the binding meanwhile)."""
+        ...
+
     def call(self, target: str) -> None:
         """Dial ``target`` (a number or extension at the switch)."""
         ...

@@ -292,6 +292,14 @@ class SipPhone:
     def use_devices(self, input: str | None, output: str | None) -> None:
         self._post(lambda: self._do_use_devices(input, output))
 
+    def register_again(self) -> None:
+        def renew() -> None:
+            if self._account is not None:
+                log.info("registering again (the network came back)")
+                self._account.setRegistration(True)
+
+        self._post(renew)
+
     # --- plumbing ----------------------------------------------------------------------
 
     def _post(self, command: Callable[[], None]) -> None:

@@ -196,6 +196,9 @@ class RecordingPhone:
     def call(self, target: str) -> None:
         self.calls.append(("call", target))
 
+    def register_again(self) -> None:
+        self.calls.append(("register_again",))
+
     def answer(self, call: int) -> None:
         self.calls.append(("answer", call))
 

@@ -10,6 +10,7 @@ pops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -296,6 +297,70 @@ async def test_the_vpn_is_checked_again_while_signed_in(
     finally:
         await controller.aclose()
     assert views.last.phase is Phase.SIGNED_OUT and phone.did("stop") == [("stop",)]
+
+
+class Link:
+    """A TCP relay on a fixed loopback port in front of the switch's API: the network
+    between the agent and the switch, which a test can cut and restore."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = unused_port()
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        for pipe in self.pipes:
+            pipe.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            running = asyncio.ensure_future(task)
+            self.pipes.add(running)
+            running.add_done_callback(self.pipes.discard)
+
+
+async def test_the_phone_registers_again_when_the_vpn_comes_back(
+    local_switch: SwitchFactory, views: Views
+) -> None:
+    """The tunnel drops and comes back: the window shows it, and the phone registers at once
+    (the switch may have dropped its binding meanwhile) instead of at the next refresh."""
+    phone = RecordingPhone()
+    async with local_switch() as sw:
+        link = Link(sw.port)
+        await link.up()
+        controller = make_controller(sw.config(port=link.port), phone, views, vpn_interval=0.2)
+        try:
+            controller.sign_in("ann", PASSWORD, sw.code())
+            await views.until(lambda v: v.phase is Phase.NOT_READY and v.vpn_ok)
+            assert phone.did("register_again") == []
+            await link.down()
+            view = await views.until(lambda v: not v.vpn_ok)
+            assert view.vpn.startswith("down") and view.phase is Phase.NOT_READY
+            await link.up()
+            view = await views.until(lambda v: v.vpn_ok)
+            await eventually(lambda: phone.did("register_again") == [("register_again",)])
+        finally:
+            await controller.aclose()
+            with contextlib.suppress(AssertionError):
+                await link.down()
 
 
 async def test_idle_sign_out_after_the_switchs_idle_time(
