@@ -59,6 +59,7 @@ QUALITY_EVERY = 1.0  # seconds between two samples of the stream statistics
 QUALITY_WINDOW = 5  # samples the loss is computed over (about 5 s)
 UNREGISTER_WAIT = 2.0  # seconds stop() waits for the answer to the un-REGISTER
 STOP_WAIT = 5.0  # seconds stop() waits for the phone's thread in all
+SETTLE_WAIT = 0.3  # seconds the library runs after the account shut down, before it goes
 #: a retry not started by pjsua2 this long after it was due is started by the phone
 RETRY_GRACE = 0.5
 
@@ -506,12 +507,18 @@ class SipPhone:
         if self._account is not None:
             with contextlib.suppress(pj.Error):
                 self._account.shutdown()
-        self._account = None
         self._port = None
         if self._ep is not None:
+            # what the account's shutdown started (its last registration transaction and
+            # timers) ends before the library goes: destroyed in the middle, it crashed
+            with contextlib.suppress(pj.Error):
+                self._pump(SETTLE_WAIT)
             with contextlib.suppress(pj.Error):
                 self._ep.libDestroy()
         self._ep = None
+        # the account object lives until the library is gone: a registration the library
+        # still ends while it is destroyed reports to it (freed before, that was a crash)
+        self._account = None
 
     # --- registration ------------------------------------------------------------------
 
