@@ -38,6 +38,7 @@ from softswitch.registrar.bindings import Binding
 from softswitch.security.session_sip import SessionCredentials
 from softswitch.storage.security_store import SqliteSecurityStore
 from tests.acd_callers import ScriptedCaller, binding
+from tests.integration.agent_desk import api_on_loopback
 
 PASSWORDS = {"1001": "home-secret-1"}
 WRAP_UP = 30.0
@@ -155,17 +156,11 @@ def local_switch(tmp_path: Path) -> SwitchFactory:
         api = add_agent_routes(
             api_app, queues=queues, check_password=check_password, admin_token=None, **settings
         )
-        root.add_subapp("/api/", api_app)
-        runner = web.AppRunner(root, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
         try:
-            yield LocalSwitch(port, queues, api, store, secret, events, tmp_path, notes)
+            async with api_on_loopback(api_app, root) as port:
+                yield LocalSwitch(port, queues, api, store, secret, events, tmp_path, notes)
         finally:
             await api.close()
-            await runner.cleanup()
             queues.close()
             await store.close()
 

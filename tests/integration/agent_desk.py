@@ -4,8 +4,11 @@ passwords, a phone for each, and a wall clock a test can move on."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
 
 from softswitch.acd.model import AcdConfig, AgentConfig, QueueConfig
 from softswitch.registrar.bindings import Binding
@@ -58,3 +61,21 @@ def locate(user: str) -> list[Binding] | None:
 
 def check_password(user: str, password: str) -> bool:
     return PASSWORDS.get(user) == password
+
+
+@contextlib.asynccontextmanager
+async def api_on_loopback(
+    api: web.Application, root: web.Application | None = None
+) -> AsyncIterator[int]:
+    """``api`` mounted at ``/api/`` of ``root`` (a new application by default) and served
+    on a free loopback port, which is yielded; the server stops on the way out (its
+    shutdown closes the agent API's WebSockets)."""
+    root = root if root is not None else web.Application()
+    root.add_subapp("/api/", api)
+    runner = web.AppRunner(root, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()

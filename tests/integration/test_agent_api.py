@@ -30,6 +30,7 @@ from softswitch.apps.session import QueueRequest, QueueResult
 from tests.acd_callers import ScriptedCaller
 from tests.integration.agent_desk import (
     MovableClock,
+    api_on_loopback,
     check_password,
     desk_config,
     locate,
@@ -82,7 +83,6 @@ class Env:
 async def env() -> AsyncIterator[Env]:
     queues = QueueService(CONFIG, clock=time.time, locate=locate)
     clock = MovableClock()
-    root = web.Application()
     api = web.Application()
     agents = add_agent_routes(
         api,
@@ -92,19 +92,11 @@ async def env() -> AsyncIterator[Env]:
         clock=clock,
         token_ttl=TTL,
     )
-    root.add_subapp("/api/", api)
-    runner = web.AppRunner(root, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    assert host == "127.0.0.1"
     try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with api_on_loopback(api) as port, aiohttp.ClientSession(timeout=TIMEOUT) as http:
             yield Env(http, f"http://127.0.0.1:{port}", queues, agents, clock)
     finally:
         await agents.close()
-        await runner.cleanup()
         queues.close()
 
 

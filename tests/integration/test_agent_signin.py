@@ -40,6 +40,7 @@ from softswitch.storage.sqlite import SqliteQueueEventStore
 from tests.acd_callers import ScriptedCaller
 from tests.integration.agent_desk import (
     MovableClock,
+    api_on_loopback,
     check_password,
     desk_config,
     locate,
@@ -149,14 +150,11 @@ async def running(
             agent_events=agent_events,
             **options,
         )
-        root.add_subapp("/api/", api)
-        runner = web.AppRunner(root, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
         try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            async with (
+                api_on_loopback(api, root) as port,
+                aiohttp.ClientSession(timeout=TIMEOUT) as http,
+            ):
                 yield Env(
                     http,
                     f"http://127.0.0.1:{port}",
@@ -170,7 +168,6 @@ async def running(
                 )
         finally:
             await agents.close()
-            await runner.cleanup()
             if own_queues:
                 queues.close()
 

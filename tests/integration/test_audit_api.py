@@ -33,7 +33,7 @@ from softswitch.apps.screen_pop import ScreenField, ScreenPop
 from softswitch.apps.session import QueueRequest, QueueResult
 from softswitch.storage.security_store import AUDIT_COLUMNS, SqliteSecurityStore, audit_csv
 from tests.acd_callers import ScriptedCaller
-from tests.integration.agent_desk import check_password, desk_config, locate
+from tests.integration.agent_desk import api_on_loopback, check_password, desk_config, locate
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 ADMIN = "admin-T0ken-for-the-audit-0123456789"
@@ -293,14 +293,12 @@ async def test_the_queue_log_vouches_for_an_offer_made_before_a_restart(tmp_path
             store=store,
             agent_events=agent_events,
         )
-        root.add_subapp("/api/", api)
-        runner = web.AppRunner(root, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
         try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
-                env = Env(http, f"http://127.0.0.1:{runner.addresses[0][1]}", queues, agents, store)
+            async with (
+                api_on_loopback(api, root) as port,
+                aiohttp.ClientSession(timeout=TIMEOUT) as http,
+            ):
+                env = Env(http, f"http://127.0.0.1:{port}", queues, agents, store)
                 ann = await env.sign_in("ann", "home-secret-1")
                 body = {"action": "screen_pop_viewed", "call_id": "old-call"}
                 status, _ = await env.request("POST", "/agent/audit", ann, body)
@@ -310,5 +308,4 @@ async def test_the_queue_log_vouches_for_an_offer_made_before_a_restart(tmp_path
                 assert status == 404
         finally:
             await agents.close()
-            await runner.cleanup()
             queues.close()
