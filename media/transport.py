@@ -172,7 +172,12 @@ class RtpEndpoint:
         latches the real source). The peer latched until now may not take the port back for
         ``hold_off`` seconds: after a transfer, the transferring phone's last packets must not
         pull the customer's audio back to it."""
-        if self.remote != remote and self.latched is not None:
+        if (
+            self.remote is not None  # an earlier answer named another peer (not the first)
+            and self.remote != remote
+            and self.latched is not None
+            and self.latched != remote
+        ):
             self.forsaken = self.latched
             self.forsaken_until = self.loop.time() + hold_off
             self.latched = None
